@@ -1,0 +1,263 @@
+// CPU kernel of fpcore::neighbor_list: a cell-list search, linear in the number of atoms and
+// pairs, parallel over structures (set-up) and over chunks of atoms (search).
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/checks.h"
+#include "neighbors/cell_grid.h"
+#include "neighbors/neighbor_list_checks.h"
+
+namespace fpcore {
+namespace {
+
+using grid::Grid;
+
+// Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
+struct BatchGrid {
+  std::vector<Grid> grids;              // (B)
+  std::vector<int64_t> bin_start;       // (total bins + 1): CSR over atoms sorted by bin
+  std::vector<int64_t> sorted_atom;     // (N): atom index in bin order
+  std::vector<double> wrapped;          // (N, 3): positions wrapped into the cell, atom order
+  std::vector<int64_t> wrap_shift;      // (N, 3): n_i with wrapped = positions - n_i @ cell
+  std::vector<int64_t> atom_bin;        // (N, 3): bin coordinates of each atom
+  std::vector<int64_t> structure_of;    // (N)
+};
+
+template <typename scalar_t>
+void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at::Tensor& pbc,
+                 const at::Tensor& ptr, double cutoff, BatchGrid& out) {
+  const int64_t n_structures = cells.size(0);
+  const int64_t n_atoms = positions.size(0);
+  auto pos = positions.accessor<scalar_t, 2>();
+  auto cell = cells.accessor<scalar_t, 3>();
+  auto periodic = pbc.accessor<bool, 2>();
+  auto offsets = ptr.accessor<int64_t, 1>();
+
+  out.grids.resize(n_structures);
+  out.wrapped.resize(3 * n_atoms);
+  out.wrap_shift.resize(3 * n_atoms);
+  out.atom_bin.resize(3 * n_atoms);
+  out.structure_of.resize(n_atoms);
+  std::vector<int32_t> status(n_structures, grid::kOk);
+
+  at::parallel_for(0, n_structures, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      Grid& g = out.grids[s];
+      double c[3][3];
+      bool p[3];
+      for (int k = 0; k < 3; ++k) {
+        p[k] = periodic[s][k];
+        for (int d = 0; d < 3; ++d) c[k][d] = static_cast<double>(cell[s][k][d]);
+      }
+      const int64_t first = offsets[s], last = offsets[s + 1];
+      if (first == last) {  // empty structure: nothing to search, the cell is never used
+        for (int k = 0; k < 3; ++k) g.nbins[k] = 1, g.reach[k] = 0, g.periodic[k] = p[k];
+        continue;
+      }
+      status[s] = grid::make_basis(c, p, g);
+      if (status[s] != grid::kOk) continue;
+      double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+      for (int64_t a = first; a < last; ++a) {
+        out.structure_of[a] = s;
+        double r[3] = {static_cast<double>(pos[a][0]), static_cast<double>(pos[a][1]),
+                       static_cast<double>(pos[a][2])};
+        for (int k = 0; k < 3; ++k) {
+          double f = grid::fractional(g, r, k);
+          if (g.periodic[k]) {
+            double n = std::floor(f);
+            out.wrap_shift[3 * a + k] = static_cast<int64_t>(n);
+          } else {
+            out.wrap_shift[3 * a + k] = 0;
+            lo[k] = std::min(lo[k], f);
+            hi[k] = std::max(hi[k], f);
+          }
+        }
+        for (int d = 0; d < 3; ++d) {
+          double w = r[d];
+          for (int k = 0; k < 3; ++k) w -= static_cast<double>(out.wrap_shift[3 * a + k]) * c[k][d];
+          out.wrapped[3 * a + d] = w;
+        }
+      }
+      for (int k = 0; k < 3; ++k) {
+        if (!g.periodic[k]) {
+          g.origin[k] = lo[k];
+          g.extent[k] = std::max(hi[k] - lo[k], 1e-12);
+        }
+      }
+      status[s] = grid::make_bins(g, cutoff, 2 * (last - first));
+      if (status[s] != grid::kOk) continue;
+      for (int64_t a = first; a < last; ++a) {
+        const double* w = &out.wrapped[3 * a];
+        for (int k = 0; k < 3; ++k) {
+          double f = grid::fractional(g, w, k);
+          if (g.periodic[k]) {
+            // Wrapped atoms sit in [0, 1) up to rounding; clamp inside bin_of.
+          } else {
+            f -= g.origin[k];
+          }
+          out.atom_bin[3 * a + k] = grid::bin_of(g, f, k);
+        }
+      }
+    }
+  });
+  for (int64_t s = 0; s < n_structures; ++s) {
+    TORCH_CHECK(status[s] != grid::kSingularCell, "fpcore.neighbor_list: the cell of structure ", s,
+                " is singular in a periodic direction (zero or linearly dependent cell vectors); "
+                "give a valid cell or set pbc=False in that direction");
+    TORCH_CHECK(status[s] != grid::kTooManyImages, "fpcore.neighbor_list: the cutoff ", cutoff,
+                " is too large for the cell of structure ", s,
+                ": it would need more than 1e8 periodic images per atom");
+  }
+
+  // Counting sort of atoms into the batch-wide bin array.
+  int64_t total_bins = 0;
+  for (int64_t s = 0; s < n_structures; ++s) {
+    Grid& g = out.grids[s];
+    g.first_bin = total_bins;
+    total_bins += g.nbins[0] * g.nbins[1] * g.nbins[2];
+  }
+  std::vector<int64_t> global_bin(n_atoms);
+  out.bin_start.assign(total_bins + 1, 0);
+  for (int64_t a = 0; a < n_atoms; ++a) {
+    const Grid& g = out.grids[out.structure_of[a]];
+    const int64_t* b = &out.atom_bin[3 * a];
+    global_bin[a] = g.first_bin + (b[0] * g.nbins[1] + b[1]) * g.nbins[2] + b[2];
+    out.bin_start[global_bin[a] + 1] += 1;
+  }
+  for (int64_t b = 0; b < total_bins; ++b) out.bin_start[b + 1] += out.bin_start[b];
+  out.sorted_atom.resize(n_atoms);
+  std::vector<int64_t> fill(out.bin_start.begin(), out.bin_start.end() - 1);
+  for (int64_t a = 0; a < n_atoms; ++a) out.sorted_atom[fill[global_bin[a]]++] = a;
+}
+
+struct PairBuffer {
+  std::vector<int64_t> i, j, shift;
+};
+
+// Appends every neighbor of atom `a` to `buffer`.
+void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq,
+                 PairBuffer& buffer) {
+  const Grid& g = bg.grids[bg.structure_of[a]];
+  const int64_t* home = &bg.atom_bin[3 * a];
+  const double* ri = &bg.wrapped[3 * a];
+  const int64_t* ni = &bg.wrap_shift[3 * a];
+  int64_t lo[3], hi[3];
+  for (int k = 0; k < 3; ++k) {
+    if (g.periodic[k]) {
+      lo[k] = home[k] - g.reach[k];
+      hi[k] = home[k] + g.reach[k];
+    } else {
+      lo[k] = std::max<int64_t>(0, home[k] - g.reach[k]);
+      hi[k] = std::min<int64_t>(g.nbins[k] - 1, home[k] + g.reach[k]);
+    }
+  }
+  for (int64_t b0 = lo[0]; b0 <= hi[0]; ++b0) {
+    const int64_t s0 = grid::floor_div(b0, g.nbins[0]);
+    const int64_t c0 = b0 - s0 * g.nbins[0];
+    for (int64_t b1 = lo[1]; b1 <= hi[1]; ++b1) {
+      const int64_t s1 = grid::floor_div(b1, g.nbins[1]);
+      const int64_t c1 = b1 - s1 * g.nbins[1];
+      for (int64_t b2 = lo[2]; b2 <= hi[2]; ++b2) {
+        const int64_t s2 = grid::floor_div(b2, g.nbins[2]);
+        const int64_t c2 = b2 - s2 * g.nbins[2];
+        // Translation of the visited bin; zero in non-periodic directions by construction.
+        double t[3];
+        for (int d = 0; d < 3; ++d) {
+          t[d] = static_cast<double>(s0) * cell[0 * 3 + d] + static_cast<double>(s1) * cell[1 * 3 + d] +
+                 static_cast<double>(s2) * cell[2 * 3 + d] - ri[d];
+        }
+        const bool zero_shift = (s0 == 0 && s1 == 0 && s2 == 0);
+        const int64_t bin = g.first_bin + (c0 * g.nbins[1] + c1) * g.nbins[2] + c2;
+        for (int64_t q = bg.bin_start[bin]; q < bg.bin_start[bin + 1]; ++q) {
+          const int64_t b = bg.sorted_atom[q];
+          if (zero_shift && b == a) continue;
+          const double* rj = &bg.wrapped[3 * b];
+          const double dx = rj[0] + t[0], dy = rj[1] + t[1], dz = rj[2] + t[2];
+          if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
+            const int64_t* nj = &bg.wrap_shift[3 * b];
+            buffer.i.push_back(a);
+            buffer.j.push_back(b);
+            buffer.shift.push_back(s0 + ni[0] - nj[0]);
+            buffer.shift.push_back(s1 + ni[1] - nj[1]);
+            buffer.shift.push_back(s2 + ni[2] - nj[2]);
+          }
+        }
+      }
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tensor& positions_in,
+                                                                 const at::Tensor& cells_in,
+                                                                 const at::Tensor& pbc_in,
+                                                                 const at::Tensor& ptr_in,
+                                                                 double cutoff) {
+  check_neighbor_list_inputs(positions_in, cells_in, pbc_in, ptr_in, cutoff);
+  const auto positions = positions_in.contiguous();
+  const auto cells = cells_in.contiguous();
+  const auto pbc = pbc_in.contiguous();
+  const auto ptr = ptr_in.contiguous();
+  check_ptr_values(ptr, positions.size(0));
+  TORCH_CHECK(at::isfinite(positions).all().item<bool>(),
+              "fpcore.neighbor_list: positions contain NaN or infinite values");
+  TORCH_CHECK(at::isfinite(cells).all().item<bool>(),
+              "fpcore.neighbor_list: cells contain NaN or infinite values");
+
+  auto long_opts = positions.options().dtype(at::kLong);
+  const int64_t n_atoms = positions.size(0);
+  if (n_atoms == 0 || cutoff <= 0.0) {
+    return {at::empty({0}, long_opts), at::empty({0}, long_opts), at::empty({0, 3}, long_opts)};
+  }
+
+  BatchGrid bg;
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu", [&] {
+    build_grids<scalar_t>(positions, cells, pbc, ptr, cutoff, bg);
+  });
+  const auto cells_double = cells.to(at::kDouble).contiguous();
+  const double* cell_data = cells_double.data_ptr<double>();
+
+  // Fixed chunks of consecutive atoms, so the concatenated output is grouped by ascending i
+  // whatever the number of threads.
+  const int64_t n_chunks = std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  std::vector<PairBuffer> buffers(n_chunks);
+  const double cutoff_sq = cutoff * cutoff;
+  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t first = chunk * n_atoms / n_chunks, last = (chunk + 1) * n_atoms / n_chunks;
+      PairBuffer& buffer = buffers[chunk];
+      for (int64_t a = first; a < last; ++a) {
+        search_atom(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, buffer);
+      }
+    }
+  });
+
+  std::vector<int64_t> chunk_start(n_chunks + 1, 0);
+  for (int64_t c = 0; c < n_chunks; ++c) chunk_start[c + 1] = chunk_start[c] + buffers[c].i.size();
+  const int64_t n_pairs = chunk_start[n_chunks];
+  auto i = at::empty({n_pairs}, long_opts);
+  auto j = at::empty({n_pairs}, long_opts);
+  auto shifts = at::empty({n_pairs, 3}, long_opts);
+  int64_t* i_out = i.data_ptr<int64_t>();
+  int64_t* j_out = j.data_ptr<int64_t>();
+  int64_t* s_out = shifts.data_ptr<int64_t>();
+  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const PairBuffer& buf = buffers[c];
+      std::copy(buf.i.begin(), buf.i.end(), i_out + chunk_start[c]);
+      std::copy(buf.j.begin(), buf.j.end(), j_out + chunk_start[c]);
+      std::copy(buf.shift.begin(), buf.shift.end(), s_out + 3 * chunk_start[c]);
+    }
+  });
+  return {i, j, shifts};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fpcore, CPU, m) { m.impl("neighbor_list", &neighbor_list_cpu); }
+
+}  // namespace fpcore
