@@ -8,8 +8,9 @@ from ._library import load as _load
 
 _load()
 
-from . import neighbors  # noqa: E402
+from . import descriptors, neighbors  # noqa: E402
+from .descriptors import EAD, GMP, WACSF, Descriptor  # noqa: E402
 from .neighbors import neighbor_list  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["neighbor_list", "neighbors", "__version__"]
+__all__ = ["Descriptor", "EAD", "GMP", "WACSF", "descriptors", "neighbor_list", "neighbors", "__version__"]

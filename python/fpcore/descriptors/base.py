@@ -1,0 +1,118 @@
+"""Common machinery of the fingerprint descriptors (WACSF, EAD, GMP).
+
+A descriptor is a torch.nn.Module. Calling it on an ase.Atoms (or a list) returns an
+(n_atoms, n_features) tensor, rows concatenated in order; `compute(positions, numbers, cell, pbc,
+batch)` does the same for tensors on any device. Descriptor operators are functions of the
+neighbor-pair vectors, so gradients with respect to positions and cell flow through
+`fpcore.neighbors.pair_vectors` by ordinary autograd (periodic images of an atom included).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._structures import batch_from_atoms, normalize_batch_tensors
+from ..neighbors import Neighbors, compute as compute_neighbors
+
+MAX_ATOMIC_NUMBER = 118
+
+
+class Descriptor(torch.nn.Module):
+    """Base class: subclasses implement `_features`, `n_features` and `feature_labels`."""
+
+    def __init__(self, cutoff: float, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        cutoff = float(cutoff)
+        if not (cutoff > 0.0) or cutoff != cutoff or cutoff == float("inf"):
+            raise ValueError(f"{type(self).__name__}: cutoff must be a positive finite number, got {cutoff}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{type(self).__name__}: dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.cutoff = cutoff
+        self.dtype = dtype
+        # Zero-size buffer that follows .to(device) so ase input lands on the module's device.
+        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device_anchor.device
+
+    @property
+    def n_features(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def feature_labels(self) -> list[str]:
+        raise NotImplementedError
+
+    def forward(self, structures, numbers=None, cell=None, pbc=None, batch=None) -> torch.Tensor:
+        if isinstance(structures, torch.Tensor):
+            if numbers is None or cell is None or pbc is None:
+                raise TypeError(f"{type(self).__name__}: tensor input needs positions, numbers, cell and pbc")
+            return self.compute(structures, numbers, cell, pbc, batch)
+        data = batch_from_atoms(structures, dtype=self.dtype, device=self.device)
+        return self.compute(data.positions, data.numbers, data.cells, data.pbc, data.batch)
+
+    def compute(self, positions, numbers, cell, pbc, batch=None) -> torch.Tensor:
+        """Features (N, n_features) in the dtype of `positions`, differentiable in positions and cell.
+
+        positions (N, 3) Angstrom; numbers (N,) atomic numbers; cell (B, 3, 3) rows or (3, 3);
+        pbc (B, 3) / (3,) bool; batch (N,) non-decreasing structure index, None for one structure.
+        """
+        positions, cells, pbc, batch, _ = normalize_batch_tensors(positions, cell, pbc, batch)
+        numbers = self._check_numbers(numbers, positions)
+        neighbors = compute_neighbors(positions, cells, pbc, batch, self.neighbor_cutoff(numbers))
+        row_ptr = pair_row_ptr(neighbors.i, positions.shape[0])
+        return self._features(positions, numbers, cells, batch, neighbors, row_ptr)
+
+    def neighbor_cutoff(self, numbers: torch.Tensor) -> float:
+        """Radius of the neighbor search (GMP overrides it: its radius depends on the elements)."""
+        return self.cutoff
+
+    def _check_numbers(self, numbers, positions) -> torch.Tensor:
+        numbers = torch.as_tensor(numbers, device=positions.device)
+        if numbers.dtype.is_floating_point or numbers.dtype == torch.bool or numbers.shape != (positions.shape[0],):
+            raise ValueError(
+                f"{type(self).__name__}: numbers must be an integer tensor of shape ({positions.shape[0]},), "
+                f"got {numbers.dtype} {tuple(numbers.shape)}"
+            )
+        numbers = numbers.long()
+        if numbers.numel() and (int(numbers.min()) < 1 or int(numbers.max()) > MAX_ATOMIC_NUMBER):
+            raise ValueError(
+                f"{type(self).__name__}: atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got "
+                f"{int(numbers.min())}..{int(numbers.max())}"
+            )
+        return numbers
+
+    def _features(self, positions, numbers, cells, batch, neighbors: Neighbors, row_ptr) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"cutoff={self.cutoff}, n_features={self.n_features}"
+
+
+def pair_row_ptr(i: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """CSR pointer (n_atoms + 1,) of a pair list grouped by ascending centre index i."""
+    row_ptr = torch.zeros(n_atoms + 1, dtype=torch.long, device=i.device)
+    row_ptr[1:] = torch.cumsum(torch.bincount(i, minlength=n_atoms), 0)
+    return row_ptr
+
+
+def as_float_list(values, name: str, owner: str) -> list[float]:
+    """Parameter list validation shared by the descriptors: a non-empty sequence of finite numbers."""
+    if isinstance(values, (int, float)):
+        values = [values]
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a list of numbers, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{owner}: {name} must not be empty")
+    for v in values:
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError(f"{owner}: {name} must be finite, got {values}")
+    return values
+
+
+CUTOFF_FUNCTIONS: Sequence[str] = ("cosine", "tanh", "poly1", "poly2", "poly3", "poly4", "exponent")
