@@ -179,3 +179,32 @@ def test_real_matbench_jdft2d(shared_dir, tmp_path):
     np.testing.assert_allclose(ds[0].y.item(), first.info["exfoliation_en"], rtol=1e-6)
     assert torch.isfinite(ds.labels).all() and int(ds.natoms.max()) == 35
     assert abs(float(ds.natoms.double().mean()) - 7.2) < 0.05
+
+
+def _assert_flat_equal(a, b):
+    assert a.ids == b.ids and a.origins == b.origins and a.target_names == b.target_names
+    for name in ("numbers", "positions", "offsets", "cells", "pbc", "y"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or (x.dtype == y.dtype and np.array_equal(x, y)), name
+
+
+def test_fast_extxyz_reader_matches_ase(tmp_path, monkeypatch):
+    from fpcore.data import readers
+
+    structures = make_structures(9)
+    for k, a in enumerate(structures):
+        a.calc = SinglePointCalculator(a, energy=-0.5 * k)
+    del structures[4].info["id"]
+    path = write_extxyz(tmp_path / "s.extxyz.gz", structures)
+    assert readers._fast_extxyz(readers._read_text(path), path, ["gap"]) is not None  # the fast path is taken
+    for targets in (None, ["e_form", "gap", "energy"]):
+        _assert_flat_equal(readers.read_extxyz(path, targets), readers.read_extxyz(path, targets, fast=False))
+    # A layout the fast path does not handle (per-atom forces) goes through ase, with the same result.
+    with_forces = structures[2].copy()
+    with_forces.calc = SinglePointCalculator(with_forces, energy=1.0, forces=np.ones((len(with_forces), 3)))
+    path = write_extxyz(tmp_path / "f.extxyz", [a.copy() for a in structures[:2]] + [with_forces])
+    assert "forces" in path.read_text()
+    assert readers._fast_extxyz(readers._read_text(path), path, None) is None
+    ds = load_dataset(path, targets=["gap"], cache_dir=False, progress=False)
+    for k in range(3):
+        assert_same_structure(ds[k], structures[k], atol=1e-8)
