@@ -3,7 +3,8 @@
 // gmp: vectors (P, 3) neighbour-minus-centre pair vectors grouped by centre (row_ptr, N + 1),
 // neighbors_j (P) int64, species (N) int64 (atomic numbers, the row of the density tables).
 // Tables built by python/fpcore/descriptors/gmp.py, in the dtype of vectors unless int64:
-//   group_consts (K, Z, G, 4)  per sigma group (and the order -1 group): C2, lam, 1/(2 gamma), max r^2
+//   group_consts (K, Z, G, 5)  per sigma group (and the order -1 group): C2, lam, 1/(2 gamma), max r^2,
+//                              group index; per (Z, G) the K rows are sorted by descending max r^2
 //   group_ptr (K + 1), group_features (F), group_max_order (K)  features of each group
 //   orders (F), offsets (F) int64   order of each feature, first moment column of each feature
 //   c1 (F, Z, G)     amplitude C1 (B for order -1), radii2 (F, Z, G) squared inclusion radii (-1: none)

@@ -26,7 +26,7 @@ inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, c
   TORCH_CHECK(species.size(0) == row_ptr.size(0) - 1, "fpcore.gmp: 'species' has ", species.size(0),
               " entries but 'row_ptr' describes ", row_ptr.size(0) - 1, " atoms");
   check_float_tensor(group_consts, "group_consts", 4);
-  TORCH_CHECK(group_consts.size(3) == kGroupConsts, "fpcore.gmp: 'group_consts' must be (K, Z, G, 4)");
+  TORCH_CHECK(group_consts.size(3) == kGroupConsts, "fpcore.gmp: 'group_consts' must be (K, Z, G, 5)");
   const int64_t K = group_consts.size(0), Z = group_consts.size(1), G = group_consts.size(2);
   check_index_tensor(group_ptr, "group_ptr", 1);
   TORCH_CHECK(group_ptr.size(0) == K + 1, "fpcore.gmp: 'group_ptr' must have K + 1 = ", K + 1, " entries");

@@ -24,7 +24,7 @@ namespace gmp {
 
 constexpr int kMaxOrder = 9;
 constexpr int kMaxMonomials = 55;  // (9 + 1)(9 + 2) / 2
-constexpr int kGroupConsts = 4;    // C2, lam, v = 1/(2 gamma), max inclusion radius^2 of the group
+constexpr int kGroupConsts = 5;  // C2, lam, v = 1/(2 gamma), max inclusion radius^2, group index k
 
 FPCORE_GMP_HD int n_monomials(int64_t order) {
   return order < 0 ? 1 : static_cast<int>((order + 1) * (order + 2) / 2);
@@ -33,7 +33,9 @@ FPCORE_GMP_HD int n_monomials(int64_t order) {
 // Raw views of the per-call tables (all contiguous). Z is the atomic-number stride (119).
 template <typename T>
 struct Tables {
-  const T* group_consts;     // (K, Z, G, 4)
+  // (R, Z, G, 5): for each (element, Gaussian) the rank-r row belongs to group k = row[4]; rows are
+  // sorted by descending radius, so the first group that excludes an entry ends the loop.
+  const T* group_consts;
   const int64_t* group_ptr;  // (K + 1): features of group k are group_features[ptr[k]..ptr[k+1])
   const int64_t* group_features;
   const int64_t* group_max_order;  // (K)
@@ -54,6 +56,26 @@ FPCORE_GMP_HD void gaussian_moments(T u, T v, int n, T* P) {
   for (int k = 1; k < n; ++k) P[k + 1] = u * P[k] + T(k) * v * P[k - 1];
 }
 
+#if defined(__CUDACC__)
+#define FPCORE_GMP_UNROLL _Pragma("unroll")
+#elif defined(__clang__)
+#define FPCORE_GMP_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define FPCORE_GMP_UNROLL _Pragma("GCC unroll 16")
+#else
+#define FPCORE_GMP_UNROLL
+#endif
+
+template <int N, typename T, typename Add>
+FPCORE_GMP_HD void add_monomials(T e, const T* Px, const T* Py, const T* Pz, int64_t m, Add& add) {
+  FPCORE_GMP_UNROLL
+  for (int a = N; a >= 0; --a) {
+    const T ea = e * Px[a];
+    FPCORE_GMP_UNROLL
+    for (int b = N - a; b >= 0; --b) add(m++, ea * Py[b] * Pz[N - a - b]);
+  }
+}
+
 // Adds the contribution of one neighbour entry (x, y, z) of element s to the moments Q via add(m, value).
 template <typename T, typename Add>
 FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s, Add&& add) {
@@ -61,9 +83,10 @@ FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s
   const T d2 = x * x + y * y + z * z;
   T Px[kMaxOrder + 1], Py[kMaxOrder + 1], Pz[kMaxOrder + 1];
   for (int64_t g = 0; g < t.n_gauss; ++g) {
-    for (int64_t k = 0; k < t.n_groups; ++k) {
-      const T* gc = t.group_consts + ((k * t.n_species + s) * t.n_gauss + g) * kGroupConsts;
-      if (!(d2 <= gc[3])) continue;  // also skips padding (radius^2 = -1)
+    for (int64_t r = 0; r < t.n_groups; ++r) {
+      const T* gc = t.group_consts + ((r * t.n_species + s) * t.n_gauss + g) * kGroupConsts;
+      if (!(d2 <= gc[3])) break;  // also stops at padding (radius^2 = -1)
+      const int64_t k = static_cast<int64_t>(gc[4]);
       const T ex = exp(gc[0] * d2);
       const int nmax = static_cast<int>(t.group_max_order[k]);
       if (nmax >= 0) {
@@ -78,14 +101,19 @@ FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s
         if (!(d2 <= t.radii2[fsg])) continue;
         const T e = t.c1[fsg] * ex;
         const int n = static_cast<int>(t.orders[f]);
-        int64_t m = t.offsets[f];
-        if (n < 0) {
-          add(m, e);
-          continue;
-        }
-        for (int a = n; a >= 0; --a) {
-          const T ea = e * Px[a];
-          for (int b = n - a; b >= 0; --b) add(m++, ea * Py[b] * Pz[n - a - b]);
+        const int64_t m = t.offsets[f];
+        switch (n) {  // compile-time orders let the monomial loops unroll completely
+          case 0: add_monomials<0>(e, Px, Py, Pz, m, add); break;
+          case 1: add_monomials<1>(e, Px, Py, Pz, m, add); break;
+          case 2: add_monomials<2>(e, Px, Py, Pz, m, add); break;
+          case 3: add_monomials<3>(e, Px, Py, Pz, m, add); break;
+          case 4: add_monomials<4>(e, Px, Py, Pz, m, add); break;
+          case 5: add_monomials<5>(e, Px, Py, Pz, m, add); break;
+          case 6: add_monomials<6>(e, Px, Py, Pz, m, add); break;
+          case 7: add_monomials<7>(e, Px, Py, Pz, m, add); break;
+          case 8: add_monomials<8>(e, Px, Py, Pz, m, add); break;
+          case 9: add_monomials<9>(e, Px, Py, Pz, m, add); break;
+          default: add(m, e);  // order -1: the density value
         }
       }
     }
@@ -100,9 +128,10 @@ FPCORE_GMP_HD void entry_gradient(const Tables<T>& t, T x, T y, T z, int64_t s, 
   T Px[kMaxOrder + 1], Py[kMaxOrder + 1], Pz[kMaxOrder + 1];
   T gx = 0, gy = 0, gz = 0;
   for (int64_t g = 0; g < t.n_gauss; ++g) {
-    for (int64_t k = 0; k < t.n_groups; ++k) {
-      const T* gc = t.group_consts + ((k * t.n_species + s) * t.n_gauss + g) * kGroupConsts;
-      if (!(d2 <= gc[3])) continue;
+    for (int64_t r = 0; r < t.n_groups; ++r) {
+      const T* gc = t.group_consts + ((r * t.n_species + s) * t.n_gauss + g) * kGroupConsts;
+      if (!(d2 <= gc[3])) break;  // also stops at padding (radius^2 = -1)
+      const int64_t k = static_cast<int64_t>(gc[4]);
       const T c2 = gc[0];
       const T ex = exp(c2 * d2);
       const int nmax = static_cast<int>(t.group_max_order[k]);

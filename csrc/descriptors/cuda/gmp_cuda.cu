@@ -4,7 +4,8 @@
 // Index contents (j, species, row_ptr) are trusted here: the Python layer builds them, and the CPU
 // kernel range-checks them.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -92,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_cuda", [&] {
     const Tables<scalar_t> t = gmp::make_tables<scalar_t>(group_consts, group_ptr, group_features, gmax, orders,
                                                           offsets, c1, radii2, coeffs, multiplicity);
-    gmp_forward_kernel<scalar_t><<<N, kThreads, shm, at::cuda::getCurrentCUDAStream()>>>(
+    gmp_forward_kernel<scalar_t><<<N, kThreads, shm, c10::cuda::getCurrentCUDAStream()>>>(
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
         species.data_ptr<int64_t>(), n_moments, square, features.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -142,7 +143,7 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_backward_cuda", [&] {
     const Tables<scalar_t> t = gmp::make_tables<scalar_t>(group_consts, group_ptr, group_features, gmax, orders,
                                                           offsets, c1, radii2, coeffs, multiplicity);
-    gmp_backward_kernel<scalar_t><<<N, kThreads, shm, at::cuda::getCurrentCUDAStream()>>>(
+    gmp_backward_kernel<scalar_t><<<N, kThreads, shm, c10::cuda::getCurrentCUDAStream()>>>(
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
         species.data_ptr<int64_t>(), n_moments, square, grad_features.data_ptr<scalar_t>(),
         moments.data_ptr<scalar_t>(), has_gm ? grad_moments.data_ptr<scalar_t>() : nullptr,

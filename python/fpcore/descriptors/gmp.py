@@ -201,7 +201,7 @@ class GMP(Descriptor):
                     amp = 1.0 / math.sqrt(BOTH_SCALING_C[n] * alpha ** (-n) * (math.pi / (2.0 * alpha)) ** 1.5)
                 c1[f] = np.where(valid, amp * B * (math.pi / (alpha + beta)) ** 1.5, 0.0)
         K = len(groups)
-        group_consts = np.zeros((K, N_ELEMENTS, n_gauss, 4))
+        group_consts = np.zeros((K, N_ELEMENTS, n_gauss, 5))
         group_ptr = np.zeros(K + 1, dtype=np.int64)
         group_features, group_max_order = [], []
         for k, (s, feats) in enumerate(groups.items()):
@@ -214,9 +214,13 @@ class GMP(Descriptor):
                 group_consts[k, ..., 1] = beta / gamma
                 group_consts[k, ..., 2] = 1.0 / (2.0 * gamma)
             group_consts[k, ..., 3] = radii2[feats].max(axis=0)
+            group_consts[k, ..., 4] = k
             group_features += feats
             group_ptr[k + 1] = len(group_features)
             group_max_order.append(max(orders[f] for f in feats))
+        # per (element, Gaussian), rows by descending radius: the kernels stop at the first exclusion
+        rank = np.argsort(-group_consts[..., 3], axis=0, kind="stable")
+        group_consts = np.take_along_axis(group_consts, rank[..., None], axis=0)
         coeffs, mult = coefficient_tables()
         self.n_moments = n_moments
         radius = np.sqrt(np.maximum(radii2.max(axis=(0, 2)), 0.0))  # per element
