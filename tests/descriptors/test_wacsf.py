@@ -309,24 +309,37 @@ def test_operator_rejects_bad_inputs():
 # CUDA
 
 
+def op_inputs(structures, cutoff, dtype):
+    """Arguments of fpcore::wacsf for a batch, from the CPU neighbor list (the CUDA test then
+    exercises the descriptor kernels alone)."""
+    data = fpcore._structures.batch_from_atoms(structures, dtype=dtype, device="cpu")
+    nl = fpcore.neighbors.compute(data.positions, data.cells, data.pbc, data.batch, cutoff)
+    n = data.positions.shape[0]
+    row_ptr = torch.zeros(n + 1, dtype=torch.long)
+    row_ptr[1:] = torch.cumsum(torch.bincount(nl.i, minlength=n), 0)
+    return nl.vectors, row_ptr, nl.j, data.numbers
+
+
 @pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cuda_matches_cpu(dtype):
     structures = list(random_structures().values()) + [ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)]
-    module = fpcore.WACSF(dtype=dtype, **RICH)
-    x_cpu = module(structures)
-    x_gpu = module.to("cuda")(structures)
-    assert x_gpu.device.type == "cuda"
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
-    grads = []
+    structures.append(ase.Atoms("Cu", positions=[[0, 0, 0]]))  # a centre without neighbours
+    module = fpcore.WACSF(**RICH)
+    vectors, row_ptr, j, numbers = op_inputs(structures, RICH["cutoff"], dtype)
+    params = op_params(module)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    results = []
     for device in ("cpu", "cuda"):
-        atoms = structures[1]
-        pos, numbers, cell, pbc = (t.to(device) for t in tensors(atoms, dtype=dtype))
-        pos.requires_grad_(True)
-        cell.requires_grad_(True)
-        x = module.to(device).compute(pos, numbers, cell, pbc)
+        v = vectors.to(device).requires_grad_(True)
+        x = torch.ops.fpcore.wacsf(v, row_ptr.to(device), j.to(device), numbers.to(device), *params)
         weights = torch.linspace(-1, 1, x.numel(), dtype=dtype, device=device).reshape(x.shape)
-        grads.append([g.cpu() for g in torch.autograd.grad((x * weights).sum(), (pos, cell))])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=tol * 10, atol=tol * 10 * float(b.abs().max()))
+        (g,) = torch.autograd.grad((x * weights).sum(), v)
+        results.append((x.detach().cpu(), g.cpu()))
+    (x_cpu, g_cpu), (x_gpu, g_gpu) = results
+    assert float(x_cpu.abs().max()) > 0
+    torch.testing.assert_close(x_gpu, x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
+    torch.testing.assert_close(g_gpu, g_cpu, rtol=tol * 10, atol=tol * 10 * float(g_cpu.abs().max()))
+    torch.library.opcheck(torch.ops.fpcore.wacsf.default,
+                          (vectors.cuda(), row_ptr.cuda(), j.cuda(), numbers.cuda(), *params),
+                          test_utils=("test_schema", "test_faketensor"))
