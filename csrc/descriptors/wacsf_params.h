@@ -104,9 +104,18 @@ inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> 
   return h;
 }
 
+// The Rs factors exp(m eta Rs^2) can overflow float32 where float64 still holds them.
+template <typename T>
+void check_table_fits(const HostParams& h) {
+  for (double v : h.table)
+    TORCH_CHECK(std::isfinite(static_cast<T>(v)), "fpcore.wacsf: a G4/G5 factor exp(m eta Rs^2) = ", v,
+                " overflows ", sizeof(T) == 4 ? "float32" : "float64", "; use smaller eta * Rs^2 or float64");
+}
+
 // Params view of a table of scalar_t already converted and placed on its device.
 template <typename T>
 Params<T> view_params(const HostParams& h, const T* table) {
+  check_table_fits<T>(h);
   Params<T> p;
   p.n_g2_eta = h.n_g2_eta;
   p.n_g2_rs = h.n_g2_rs;

@@ -300,6 +300,9 @@ def test_operator_rejects_bad_inputs():
         torch.ops.fpcore.wacsf(torch.randn(3, 2, dtype=torch.float64), torch.tensor([0, 1, 3]), j, numbers, *params)
     with pytest.raises(RuntimeError, match="g4_zeta"):
         torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 3]), j, numbers, *params[:2], [0.5], *params[3:])
+    with pytest.raises(RuntimeError, match="overflows float32"):
+        torch.ops.fpcore.wacsf(vectors.float(), torch.tensor([0, 1, 3]), j, numbers, *params[:4], [10.0], [3.0],
+                               *params[6:])
     with pytest.raises(RuntimeError, match="grad_features"):
         torch.ops.fpcore.wacsf_backward(torch.zeros(2, 3, dtype=torch.float64), vectors, torch.tensor([0, 1, 3]), j,
                                         numbers, *params)
