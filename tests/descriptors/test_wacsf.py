@@ -116,8 +116,7 @@ def test_matches_torch_reference(name, cutoff_fn):
     module = fpcore.WACSF(cutoff_fn=cutoff_fn, **RICH)
     pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
     got = module.compute(pos, numbers, cell, pbc)
-    params = {k: v for k, v in RICH.items()}
-    want = reference_wacsf(pos, numbers, cell, pbc, cutoff_fn=cutoff_fn, **params)
+    want = reference_wacsf(pos, numbers, cell, pbc, cutoff_fn=cutoff_fn, **RICH)
     assert got.shape == (len(atoms), module.n_features)
     assert float(want.detach().abs().max()) > 0
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.detach().abs().max()))
