@@ -117,6 +117,18 @@ def test_random_cells_match_ase(seed, n_atoms, pbc, cutoff_over_length):
     assert_same_as_ase(atoms, float(cutoff_over_length * lengths.min()))
 
 
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
+def test_many_bins_skewed_cell_matches_ase(pbc):
+    # Several bins per direction in a strongly skewed cell, atoms spilling out of it: exercises the
+    # pruning of bins and images that cannot hold a neighbour.
+    rng = np.random.default_rng(11)
+    cell = triclinic(17.0, 15.0, 19.0, 58.0, 74.0, 121.0)
+    fractional = rng.uniform(-0.2, 1.2, (180, 3))
+    atoms = ase.Atoms(numbers=np.ones(180, dtype=int), cell=cell, pbc=pbc)
+    atoms.positions = fractional @ cell
+    assert_same_as_ase(atoms, 4.7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtypes(dtype):
     atoms = EDGE_CASES["fcc_cu_cubic"][0]
