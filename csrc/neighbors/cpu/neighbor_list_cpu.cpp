@@ -20,6 +20,8 @@ using grid::Grid;
 // Cutoff-thick bins: half-cutoff bins (with pruning) test fewer distances but were slower on
 // large systems in benchmarks/bench_neighbors.py (more bin overhead, worse locality).
 constexpr double kBinsPerCutoff = 1.0;
+constexpr int64_t kMinAtomsForThreads = 2048;
+constexpr int64_t kSampleAtoms = 64;
 
 // Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
 struct BatchGrid {
@@ -53,7 +55,10 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
   out.structure_of.resize(n_atoms);
   std::vector<int32_t> status(n_structures, grid::kOk);
 
-  at::parallel_for(0, n_structures, 1, [&](int64_t begin, int64_t end) {
+  // Threads only pay off with enough atoms per thread; below that the fork/join (and, on a busy
+  // machine, waiting for descheduled threads) costs more than the work.
+  const int64_t grain = n_atoms >= kMinAtomsForThreads ? 1 : n_structures;
+  at::parallel_for(0, n_structures, grain, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       Grid& g = out.grids[s];
       double c[3][3];
@@ -267,7 +272,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
 
   // Fixed chunks of consecutive atoms, so the concatenated output is grouped by ascending i
   // whatever the number of threads.
-  const int64_t n_chunks = std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  const int64_t n_chunks = n_atoms < kMinAtomsForThreads
+                               ? 1
+                               : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
   std::vector<std::vector<Pair>> buffers(n_chunks);
   const double cutoff_sq = cutoff * cutoff;
   at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
@@ -276,6 +283,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
       std::vector<Pair>& buffer = buffers[chunk];
       for (int64_t a = first; a < last; ++a) {
         search_atom(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, buffer);
+        if (a == first + kSampleAtoms) {
+          // Reserve from the pairs per atom seen so far: avoids most regrowth copies of large buffers.
+          const double per_atom = static_cast<double>(buffer.size()) / static_cast<double>(kSampleAtoms + 1);
+          buffer.reserve(static_cast<size_t>(1.1 * per_atom * static_cast<double>(last - first)) + 16);
+        }
       }
     }
   });

@@ -99,23 +99,25 @@ __global__ void setup_kernel(const scalar_t* __restrict__ positions, const scala
     }
     int64_t n[3];
     for (int k = 0; k < 3; ++k) {
-      const double f = grid::fractional(g, r, k);
-      if (g.periodic[k]) {
-        const double fl = floor(f);
-        // Guards the float->int conversion for non-finite input (reported as an error anyway).
-        n[k] = isfinite(fl) ? static_cast<int64_t>(fl) : 0;
-      } else {
-        n[k] = 0;
+      const double fl = g.periodic[k] ? floor(grid::fractional(g, r, k)) : 0.0;
+      // Guards the float->int conversion for non-finite input (reported as an error anyway).
+      n[k] = isfinite(fl) ? static_cast<int64_t>(fl) : 0;
+      wrap_shift[3 * a + k] = n[k];
+    }
+    double w[3];
+    for (int d = 0; d < 3; ++d) {
+      // Same operations as the CPU kernel, without FMA contraction, so both wrap identically.
+      w[d] = r[d];
+      for (int k = 0; k < 3; ++k) w[d] = __dsub_rn(w[d], __dmul_rn(static_cast<double>(n[k]), static_cast<double>(cells[9 * s + 3 * k + d])));
+      wrapped[3 * a + d] = w[d];
+    }
+    // Extent of the wrapped positions, the values bin_kernel bins (as in the CPU kernel).
+    for (int k = 0; k < 3; ++k) {
+      if (!g.periodic[k]) {
+        const double f = grid::fractional(g, w, k);
         my_lo[k] = fmin(my_lo[k], f);
         my_hi[k] = fmax(my_hi[k], f);
       }
-      wrap_shift[3 * a + k] = n[k];
-    }
-    for (int d = 0; d < 3; ++d) {
-      // Same operations as the CPU kernel, without FMA contraction, so both wrap identically.
-      double w = r[d];
-      for (int k = 0; k < 3; ++k) w = __dsub_rn(w, __dmul_rn(static_cast<double>(n[k]), static_cast<double>(cells[9 * s + 3 * k + d])));
-      wrapped[3 * a + d] = w;
     }
   }
   if (!finite) code = kNonFinite;  // benign race: every writer writes the same value
