@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${CUDA_PYTHON:-/work/venv-cuda/bin/python}"
+# Prefer that environment's cmake: older system cmakes (3.25) reject CUDA20 with nvcc 13.
+if [ -x "$(dirname "$python")/cmake" ]; then export PATH="$(dirname "$python"):$PATH"; fi
 mkdir -p build
 cmake -S . -B build/cuda-check -G Ninja -DCMAKE_BUILD_TYPE=Release -DFPCORE_CUDA=on -DFPCORE_DEV_COPY=OFF \
       -DPython_EXECUTABLE="$python" ${CUDA_ARCHS:+-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS}
