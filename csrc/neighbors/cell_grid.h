@@ -41,6 +41,10 @@ struct Grid {
   int64_t nbins[3];
   int64_t reach[3];
   int64_t first_bin;  // index of this structure's first bin in the batch-wide bin array
+  // d = w0 M0 + w1 M1 + w2 M2 written in the orthonormal frame built from M2, then M1, then M0:
+  // components (w0 L00, w0 L01 + w1 L11, w0 L02 + w1 L12 + w2 L22), so a lower bound on |d| over a
+  // box of w can be accumulated one loop level at a time (see BinPruner).
+  double l00, l01, l11, l02, l12, l22;
   bool periodic[3];
 };
 
@@ -134,6 +138,18 @@ FPCORE_HD int32_t make_basis(const double cell[3][3], const bool pbc[3], Grid& g
     g.origin[k] = 0.0;
     g.extent[k] = 1.0;
   }
+  // Gram-Schmidt of M2, M1, M0 in that order (the basis is non-singular here).
+  double qa[3], qb[3], r1[3], r0[3];
+  g.l22 = norm3(m[2]);
+  for (int c = 0; c < 3; ++c) qa[c] = m[2][c] / g.l22;
+  g.l12 = dot3(m[1], qa);
+  for (int c = 0; c < 3; ++c) r1[c] = m[1][c] - g.l12 * qa[c];
+  g.l11 = norm3(r1);
+  for (int c = 0; c < 3; ++c) qb[c] = r1[c] / g.l11;
+  g.l02 = dot3(m[0], qa);
+  g.l01 = dot3(m[0], qb);
+  for (int c = 0; c < 3; ++c) r0[c] = m[0][c] - g.l02 * qa[c] - g.l01 * qb[c];
+  g.l00 = norm3(r0);
   return kOk;
 }
 
@@ -144,7 +160,8 @@ FPCORE_HD double fractional(const Grid& g, const double* r, int k) {
 
 // Chooses bin counts and search reach once the non-periodic extents are known.
 // `max_bins` bounds the number of bins (memory stays linear in the number of atoms).
-FPCORE_HD int32_t make_bins(Grid& g, double cutoff, int64_t max_bins) {
+// `bins_per_cutoff` > 1 makes bins thinner than the cutoff, worth it when bins are pruned.
+FPCORE_HD int32_t make_bins(Grid& g, double cutoff, int64_t max_bins, double bins_per_cutoff = 1.0) {
   double thickness[3];  // Angstrom distance between the two faces of the box in direction k
   for (int k = 0; k < 3; ++k) {
     if (g.periodic[k]) {
@@ -155,7 +172,7 @@ FPCORE_HD int32_t make_bins(Grid& g, double cutoff, int64_t max_bins) {
     }
     // The small margin keeps every bin strictly thicker than the cutoff, so rounding of an atom
     // lying on a bin face can never hide a pair one bin further away.
-    double n = floor(thickness[k] / (cutoff * (1.0 + 1e-9)));
+    double n = floor(thickness[k] * bins_per_cutoff / (cutoff * (1.0 + 1e-9)));
     g.nbins[k] = n < 1.0 ? 1 : (n > 1e6 ? 1000000 : static_cast<int64_t>(n));
   }
   if (max_bins < 1) max_bins = 1;
@@ -189,6 +206,26 @@ FPCORE_HD int64_t bin_of(const Grid& g, double f, int k) {
   if (b < 0) b = 0;
   if (b >= g.nbins[k]) b = g.nbins[k] - 1;
   return b;
+}
+
+// Interval [lo, hi] of the (origin-shifted) basis coordinate of the atoms of unwrapped bin b in
+// direction k, widened by a margin far above the rounding of bin_of, so pruning stays conservative.
+FPCORE_HD void bin_interval(const Grid& g, int64_t b, int k, double& lo, double& hi) {
+  const double width = g.periodic[k] ? 1.0 / static_cast<double>(g.nbins[k]) : g.extent[k] / static_cast<double>(g.nbins[k]);
+  const double margin = 1e-9 * (g.periodic[k] ? 1.0 : g.extent[k] + 1.0);
+  lo = static_cast<double>(b) * width - margin;
+  hi = static_cast<double>(b + 1) * width + margin;
+}
+
+FPCORE_HD double min_abs(double lo, double hi) { return lo > 0.0 ? lo : (hi < 0.0 ? -hi : 0.0); }
+
+// Interval of c * [lo, hi].
+FPCORE_HD void scale_interval(double c, double lo, double hi, double& out_lo, double& out_hi) {
+  if (c >= 0.0) {
+    out_lo = c * lo, out_hi = c * hi;
+  } else {
+    out_lo = c * hi, out_hi = c * lo;
+  }
 }
 
 FPCORE_HD int64_t floor_div(int64_t a, int64_t b) {

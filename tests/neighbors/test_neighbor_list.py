@@ -118,6 +118,18 @@ def test_random_cells_match_ase(seed, n_atoms, pbc, cutoff_over_length):
     assert_same_as_ase(atoms, float(cutoff_over_length * lengths.min()))
 
 
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
+def test_many_bins_skewed_cell_matches_ase(pbc):
+    # Several bins per direction in a strongly skewed cell, atoms spilling out of it: exercises the
+    # pruning of bins and images that cannot hold a neighbour.
+    rng = np.random.default_rng(11)
+    cell = triclinic(17.0, 15.0, 19.0, 58.0, 74.0, 121.0)
+    fractional = rng.uniform(-0.2, 1.2, (180, 3))
+    atoms = ase.Atoms(numbers=np.ones(180, dtype=int), cell=cell, pbc=pbc)
+    atoms.positions = fractional @ cell
+    assert_same_as_ase(atoms, 4.7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtypes(dtype):
     atoms = EDGE_CASES["fcc_cu_cubic"][0]
@@ -196,3 +208,67 @@ def test_cuda_matches_cpu(name):
     cpu = fpcore.neighbor_list(atoms, cutoff)
     cuda = fpcore.neighbor_list(atoms, cutoff, device="cuda")
     assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(cuda.i, cuda.j, cuda.shifts)
+
+
+def random_structures(rng, count):
+    """Random small cells (any pbc, atoms inside and outside the cell) with empty ones mixed in."""
+    structures = []
+    while len(structures) < count:
+        n_atoms = int(rng.integers(0, 15))
+        try:
+            cell = triclinic(*rng.uniform(2.0, 6.0, 3), *rng.uniform(60.0, 120.0, 3))
+        except (ValueError, AssertionError):  # impossible angle triple
+            continue
+        if not np.all(np.isfinite(cell)) or abs(np.linalg.det(cell)) < 0.3 * np.prod(np.linalg.norm(cell, axis=1)):
+            continue
+        atoms = ase.Atoms(numbers=np.ones(n_atoms, dtype=int), cell=cell, pbc=rng.random(3) < 0.6)
+        atoms.positions = rng.uniform(-0.5, 1.5, (n_atoms, 3)) @ cell
+        structures.append(atoms)
+    return structures
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_random_batches_match_cpu(dtype):
+    rng = np.random.default_rng(7)
+    for cutoff in (1.5, 4.0, 9.0):
+        structures = random_structures(rng, 40)
+        cpu = fpcore.neighbor_list(structures, cutoff, dtype=dtype)
+        cuda = fpcore.neighbor_list(structures, cutoff, dtype=dtype, device="cuda")
+        assert cuda.i.device.type == "cuda" and cuda.vectors.dtype == dtype
+        assert len(cuda.i) == len(cpu.i)
+        assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(cuda.i, cuda.j, cuda.shifts)
+        assert bool((cuda.i[1:] >= cuda.i[:-1]).all()), "pairs must be grouped by ascending i"
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
+def test_cuda_large_supercell_matches_cpu():
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((8, 8, 8))
+    atoms.rattle(0.05, seed=3)
+    cpu = fpcore.neighbor_list(atoms, 5.0)
+    cuda = fpcore.neighbor_list(atoms, 5.0, device="cuda")
+    assert torch.equal(cpu.i, cuda.i.cpu())  # same grouping, same counts per atom
+    assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(cuda.i, cuda.j, cuda.shifts)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p, c, ptr: (p.clone().index_fill_(0, torch.tensor([20], device=p.device), float("nan")), c, ptr), "NaN"),
+        (lambda p, c, ptr: (p, torch.zeros_like(c), ptr), "singular"),
+        (lambda p, c, ptr: (p, c, torch.tensor([0, 20, 10, 32], device=p.device)), "ptr"),
+        (lambda p, c, ptr: (p, c, torch.tensor([0, 16, 16, 31], device=p.device)), "ptr"),
+    ],
+)
+def test_cuda_bad_input_errors(mutate, message):
+    atoms = EDGE_CASES["fcc_cu_cubic"][0]
+    positions = torch.tensor(atoms.positions, device="cuda")
+    cells = torch.tensor(atoms.cell[:], device="cuda").unsqueeze(0).repeat(3, 1, 1)
+    ptr = torch.tensor([0, 16, 16, 32], device="cuda")
+    positions, cells, ptr = mutate(positions, cells, ptr)
+    pbc = torch.ones(3, 3, dtype=torch.bool, device="cuda")
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fpcore.neighbor_list(positions, cells, pbc, ptr, 3.0)
+    # the device must still be usable after a reported input error
+    assert len(fpcore.neighbor_list(atoms, 3.0, device="cuda").i) > 0

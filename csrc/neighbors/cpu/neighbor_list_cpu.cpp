@@ -17,14 +17,23 @@ namespace {
 
 using grid::Grid;
 
+// Cutoff-thick bins: half-cutoff bins (with pruning) test fewer distances but were slower on
+// large systems in benchmarks/bench_neighbors.py (more bin overhead, worse locality).
+constexpr double kBinsPerCutoff = 1.0;
+constexpr int64_t kMinAtomsForThreads = 2048;
+constexpr int64_t kSampleAtoms = 64;
+
 // Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
 struct BatchGrid {
   std::vector<Grid> grids;              // (B)
   std::vector<int64_t> bin_start;       // (total bins + 1): CSR over atoms sorted by bin
   std::vector<int64_t> sorted_atom;     // (N): atom index in bin order
+  std::vector<double> sorted_wrapped;   // (N, 3): wrapped positions in bin order (contiguous scans)
+  std::vector<int64_t> sorted_shift;    // (N, 3): wrap shifts in bin order
   std::vector<double> wrapped;          // (N, 3): positions wrapped into the cell, atom order
   std::vector<int64_t> wrap_shift;      // (N, 3): n_i with wrapped = positions - n_i @ cell
   std::vector<int64_t> atom_bin;        // (N, 3): bin coordinates of each atom
+  std::vector<double> frac;             // (N, 3): basis coordinates used for binning (origin-shifted)
   std::vector<int64_t> structure_of;    // (N)
 };
 
@@ -42,10 +51,14 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
   out.wrapped.resize(3 * n_atoms);
   out.wrap_shift.resize(3 * n_atoms);
   out.atom_bin.resize(3 * n_atoms);
+  out.frac.resize(3 * n_atoms);
   out.structure_of.resize(n_atoms);
   std::vector<int32_t> status(n_structures, grid::kOk);
 
-  at::parallel_for(0, n_structures, 1, [&](int64_t begin, int64_t end) {
+  // Threads only pay off with enough atoms per thread; below that the fork/join (and, on a busy
+  // machine, waiting for descheduled threads) costs more than the work.
+  const int64_t grain = n_atoms >= kMinAtomsForThreads ? 1 : n_structures;
+  at::parallel_for(0, n_structures, grain, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       Grid& g = out.grids[s];
       double c[3][3];
@@ -68,19 +81,21 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
                        static_cast<double>(pos[a][2])};
         for (int k = 0; k < 3; ++k) {
           double f = grid::fractional(g, r, k);
-          if (g.periodic[k]) {
-            double n = std::floor(f);
-            out.wrap_shift[3 * a + k] = static_cast<int64_t>(n);
-          } else {
-            out.wrap_shift[3 * a + k] = 0;
-            lo[k] = std::min(lo[k], f);
-            hi[k] = std::max(hi[k], f);
-          }
+          out.wrap_shift[3 * a + k] = g.periodic[k] ? static_cast<int64_t>(std::floor(f)) : 0;
         }
         for (int d = 0; d < 3; ++d) {
           double w = r[d];
           for (int k = 0; k < 3; ++k) w -= static_cast<double>(out.wrap_shift[3 * a + k]) * c[k][d];
           out.wrapped[3 * a + d] = w;
+        }
+        // The extent is measured on the wrapped positions, exactly the values binned below, so
+        // every atom lies inside its bin's interval (bin pruning relies on it).
+        for (int k = 0; k < 3; ++k) {
+          if (!g.periodic[k]) {
+            const double f = grid::fractional(g, &out.wrapped[3 * a], k);
+            lo[k] = std::min(lo[k], f);
+            hi[k] = std::max(hi[k], f);
+          }
         }
       }
       for (int k = 0; k < 3; ++k) {
@@ -89,7 +104,7 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
           g.extent[k] = std::max(hi[k] - lo[k], 1e-12);
         }
       }
-      status[s] = grid::make_bins(g, cutoff, 2 * (last - first));
+      status[s] = grid::make_bins(g, cutoff, 2 * (last - first), kBinsPerCutoff);
       if (status[s] != grid::kOk) continue;
       for (int64_t a = first; a < last; ++a) {
         const double* w = &out.wrapped[3 * a];
@@ -100,6 +115,7 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
           } else {
             f -= g.origin[k];
           }
+          out.frac[3 * a + k] = f;
           out.atom_bin[3 * a + k] = grid::bin_of(g, f, k);
         }
       }
@@ -133,18 +149,30 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
   out.sorted_atom.resize(n_atoms);
   std::vector<int64_t> fill(out.bin_start.begin(), out.bin_start.end() - 1);
   for (int64_t a = 0; a < n_atoms; ++a) out.sorted_atom[fill[global_bin[a]]++] = a;
+  out.sorted_wrapped.resize(3 * n_atoms);
+  out.sorted_shift.resize(3 * n_atoms);
+  for (int64_t q = 0; q < n_atoms; ++q) {
+    const int64_t a = out.sorted_atom[q];
+    for (int k = 0; k < 3; ++k) {
+      out.sorted_wrapped[3 * q + k] = out.wrapped[3 * a + k];
+      out.sorted_shift[3 * q + k] = out.wrap_shift[3 * a + k];
+    }
+  }
 }
 
-struct PairBuffer {
-  std::vector<int64_t> i, j, shift;
+struct Pair {
+  int64_t i, j, shift[3];
 };
 
-// Appends every neighbor of atom `a` to `buffer`.
+// Appends every neighbor of atom `a` to `buffer`. Bins (and periodic images) whose box is provably
+// farther than the cutoff from the atom are skipped, using the triangular frame of the grid: the
+// bound grows one loop level at a time, so whole rows and planes of bins are skipped at once.
 void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq,
-                 PairBuffer& buffer) {
+                 std::vector<Pair>& buffer) {
   const Grid& g = bg.grids[bg.structure_of[a]];
   const int64_t* home = &bg.atom_bin[3 * a];
   const double* ri = &bg.wrapped[3 * a];
+  const double* fi = &bg.frac[3 * a];
   const int64_t* ni = &bg.wrap_shift[3 * a];
   int64_t lo[3], hi[3];
   for (int k = 0; k < 3; ++k) {
@@ -157,12 +185,36 @@ void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cuto
     }
   }
   for (int64_t b0 = lo[0]; b0 <= hi[0]; ++b0) {
+    double w0_lo, w0_hi;
+    grid::bin_interval(g, b0, 0, w0_lo, w0_hi);
+    w0_lo -= fi[0], w0_hi -= fi[0];
+    const double e0 = grid::min_abs(w0_lo, w0_hi) * g.l00;
+    const double bound0 = e0 * e0;
+    if (bound0 >= cutoff_sq) continue;
+    double e1_base_lo, e1_base_hi, e2_base0_lo, e2_base0_hi;
+    grid::scale_interval(g.l01, w0_lo, w0_hi, e1_base_lo, e1_base_hi);
+    grid::scale_interval(g.l02, w0_lo, w0_hi, e2_base0_lo, e2_base0_hi);
     const int64_t s0 = grid::floor_div(b0, g.nbins[0]);
     const int64_t c0 = b0 - s0 * g.nbins[0];
     for (int64_t b1 = lo[1]; b1 <= hi[1]; ++b1) {
+      double w1_lo, w1_hi;
+      grid::bin_interval(g, b1, 1, w1_lo, w1_hi);
+      w1_lo -= fi[1], w1_hi -= fi[1];
+      double t_lo, t_hi;
+      grid::scale_interval(g.l11, w1_lo, w1_hi, t_lo, t_hi);
+      const double e1 = grid::min_abs(e1_base_lo + t_lo, e1_base_hi + t_hi);
+      const double bound1 = bound0 + e1 * e1;
+      if (bound1 >= cutoff_sq) continue;
+      grid::scale_interval(g.l12, w1_lo, w1_hi, t_lo, t_hi);
+      const double e2_base_lo = e2_base0_lo + t_lo, e2_base_hi = e2_base0_hi + t_hi;
       const int64_t s1 = grid::floor_div(b1, g.nbins[1]);
       const int64_t c1 = b1 - s1 * g.nbins[1];
       for (int64_t b2 = lo[2]; b2 <= hi[2]; ++b2) {
+        double w2_lo, w2_hi;
+        grid::bin_interval(g, b2, 2, w2_lo, w2_hi);
+        // l22 > 0, so the interval keeps its orientation.
+        const double e2 = grid::min_abs(e2_base_lo + g.l22 * (w2_lo - fi[2]), e2_base_hi + g.l22 * (w2_hi - fi[2]));
+        if (bound1 + e2 * e2 >= cutoff_sq) continue;
         const int64_t s2 = grid::floor_div(b2, g.nbins[2]);
         const int64_t c2 = b2 - s2 * g.nbins[2];
         // Translation of the visited bin; zero in non-periodic directions by construction.
@@ -173,18 +225,15 @@ void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cuto
         }
         const bool zero_shift = (s0 == 0 && s1 == 0 && s2 == 0);
         const int64_t bin = g.first_bin + (c0 * g.nbins[1] + c1) * g.nbins[2] + c2;
-        for (int64_t q = bg.bin_start[bin]; q < bg.bin_start[bin + 1]; ++q) {
-          const int64_t b = bg.sorted_atom[q];
-          if (zero_shift && b == a) continue;
-          const double* rj = &bg.wrapped[3 * b];
+        const int64_t q_end = bg.bin_start[bin + 1];
+        for (int64_t q = bg.bin_start[bin]; q < q_end; ++q) {
+          const double* rj = &bg.sorted_wrapped[3 * q];
           const double dx = rj[0] + t[0], dy = rj[1] + t[1], dz = rj[2] + t[2];
           if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
-            const int64_t* nj = &bg.wrap_shift[3 * b];
-            buffer.i.push_back(a);
-            buffer.j.push_back(b);
-            buffer.shift.push_back(s0 + ni[0] - nj[0]);
-            buffer.shift.push_back(s1 + ni[1] - nj[1]);
-            buffer.shift.push_back(s2 + ni[2] - nj[2]);
+            const int64_t b = bg.sorted_atom[q];
+            if (zero_shift && b == a) continue;
+            const int64_t* nj = &bg.sorted_shift[3 * q];
+            buffer.push_back({a, b, {s0 + ni[0] - nj[0], s1 + ni[1] - nj[1], s2 + ni[2] - nj[2]}});
           }
         }
       }
@@ -223,21 +272,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
 
   // Fixed chunks of consecutive atoms, so the concatenated output is grouped by ascending i
   // whatever the number of threads.
-  const int64_t n_chunks = std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
-  std::vector<PairBuffer> buffers(n_chunks);
+  const int64_t n_chunks = n_atoms < kMinAtomsForThreads
+                               ? 1
+                               : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  std::vector<std::vector<Pair>> buffers(n_chunks);
   const double cutoff_sq = cutoff * cutoff;
   at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t first = chunk * n_atoms / n_chunks, last = (chunk + 1) * n_atoms / n_chunks;
-      PairBuffer& buffer = buffers[chunk];
+      std::vector<Pair>& buffer = buffers[chunk];
       for (int64_t a = first; a < last; ++a) {
         search_atom(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, buffer);
+        if (a == first + kSampleAtoms) {
+          // Reserve from the pairs per atom seen so far: avoids most regrowth copies of large buffers.
+          const double per_atom = static_cast<double>(buffer.size()) / static_cast<double>(kSampleAtoms + 1);
+          buffer.reserve(static_cast<size_t>(1.1 * per_atom * static_cast<double>(last - first)) + 16);
+        }
       }
     }
   });
 
   std::vector<int64_t> chunk_start(n_chunks + 1, 0);
-  for (int64_t c = 0; c < n_chunks; ++c) chunk_start[c + 1] = chunk_start[c] + buffers[c].i.size();
+  for (int64_t c = 0; c < n_chunks; ++c) chunk_start[c + 1] = chunk_start[c] + buffers[c].size();
   const int64_t n_pairs = chunk_start[n_chunks];
   auto i = at::empty({n_pairs}, long_opts);
   auto j = at::empty({n_pairs}, long_opts);
@@ -247,10 +303,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
   int64_t* s_out = shifts.data_ptr<int64_t>();
   at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const PairBuffer& buf = buffers[c];
-      std::copy(buf.i.begin(), buf.i.end(), i_out + chunk_start[c]);
-      std::copy(buf.j.begin(), buf.j.end(), j_out + chunk_start[c]);
-      std::copy(buf.shift.begin(), buf.shift.end(), s_out + 3 * chunk_start[c]);
+      int64_t p = chunk_start[c];
+      for (const Pair& pair : buffers[c]) {
+        i_out[p] = pair.i;
+        j_out[p] = pair.j;
+        s_out[3 * p] = pair.shift[0], s_out[3 * p + 1] = pair.shift[1], s_out[3 * p + 2] = pair.shift[2];
+        ++p;
+      }
     }
   });
   return {i, j, shifts};
