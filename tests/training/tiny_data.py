@@ -26,10 +26,10 @@ def structures(n: int = 12, seed: int = 0):
     out = []
     for k in range(n):
         symbol, lattice, a0 = ELEMENTS[k % len(ELEMENTS)]
-        atoms = bulk(symbol, lattice, a=a0 * rng.uniform(0.97, 1.03))
+        atoms = bulk(symbol, lattice, a=a0 * rng.uniform(0.92, 1.08))
         if k % 3 == 0:
             atoms = atoms * (1, 1, 2)
-        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        atoms.rattle(0.02, seed=int(rng.integers(1 << 30)))
         atoms.calc = EMT()
         atoms.info["energy_per_atom"] = float(atoms.get_potential_energy()) / len(atoms)
         atoms.calc = None

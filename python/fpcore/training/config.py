@@ -72,7 +72,9 @@ class ConfigError(ValueError):
     pass
 
 
-def _merge(base: dict, update: dict, path: tuple = ()) -> dict:
+def _merge(base: dict, update: dict, path: tuple = (), replace_free_form: bool = True) -> dict:
+    # A file layer replaces a free-form mapping wholesale (other backbone, other kwargs); a dotted
+    # --set a.b.c=v edits one entry of it.
     if not isinstance(update, dict):
         raise ConfigError(f"config section '{'.'.join(path) or '<top>'}' must be a mapping, got {type(update).__name__}")
     for key, value in update.items():
@@ -89,10 +91,11 @@ def _merge(base: dict, update: dict, path: tuple = ()) -> dict:
                 value = {}
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{dotted}' must be a mapping, got {value!r}")
-            base[key] = {}
-            _merge(base[key], value, key_path)
+            if replace_free_form or not isinstance(base[key], dict):
+                base[key] = {}
+            _merge(base[key], value, key_path, replace_free_form)
         elif isinstance(base[key], dict):
-            _merge(base[key], value, key_path)
+            _merge(base[key], value, key_path, replace_free_form)
         else:
             base[key] = copy.deepcopy(value)
     return base
@@ -213,7 +216,7 @@ def resolve_config(kind: str | None = None, path=None, overrides=(), base: dict 
         nested: object = value
         for key in reversed(keys):
             nested = {key: nested}
-        _merge(config, nested)
+        _merge(config, nested, replace_free_form=len(keys) <= 2)
     _check_types(config)
     return config
 
