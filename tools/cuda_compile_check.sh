@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${CUDA_PYTHON:-/work/venv-cuda/bin/python}"
+# CUDA as C++20 with nvcc 13 needs a newer CMake than some systems ship (3.25 refuses the dialect):
+# prefer the cmake installed beside that Python (pip install cmake).
+cmake_bin="$(dirname "$python")/cmake"
+[ -x "$cmake_bin" ] || cmake_bin=cmake
 mkdir -p build
-cmake -S . -B build/cuda-check -G Ninja -DCMAKE_BUILD_TYPE=Release -DFPCORE_CUDA=on -DFPCORE_DEV_COPY=OFF \
+"$cmake_bin" -S . -B build/cuda-check -G Ninja -DCMAKE_BUILD_TYPE=Release -DFPCORE_CUDA=on -DFPCORE_DEV_COPY=OFF \
       -DPython_EXECUTABLE="$python" ${CUDA_ARCHS:+-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS}
-cmake --build build/cuda-check -j "${JOBS:-2}"
+"$cmake_bin" --build build/cuda-check -j "${JOBS:-2}"

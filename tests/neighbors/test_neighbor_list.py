@@ -99,7 +99,8 @@ def test_rotation_and_translation_invariant_pair_set():
     seed=st.integers(0, 2**31 - 1),
     n_atoms=st.integers(1, 12),
     pbc=st.tuples(st.booleans(), st.booleans(), st.booleans()),
-    cutoff_over_length=st.floats(0.05, 3.0),
+    # Whole multiples put a lattice translation exactly on the cutoff, where d < cutoff is decided by rounding.
+    cutoff_over_length=st.floats(0.05, 3.0).filter(lambda x: abs(x - round(x)) > 1e-6),
 )
 def test_random_cells_match_ase(seed, n_atoms, pbc, cutoff_over_length):
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
+import shutil
 import sys
 import time
 from typing import Sequence, Union
@@ -83,6 +84,9 @@ def _cached(description: dict, cache_dir, produce, source: str, progress: bool) 
     if flat is not None:
         _log(progress, f"{source}: {len(flat)} structures from cache {entry}")
         return StructureDataset(flat, source=source, cache_entry=entry)
+    if entry.exists():
+        # Unreadable or incomplete (e.g. damaged by hand): replace it, or every later load would re-read the input.
+        shutil.rmtree(entry, ignore_errors=True)
     t0 = time.perf_counter()
     flat = produce()
     validate(flat, source)  # before saving: invalid data never reaches the cache

@@ -64,6 +64,9 @@ def save(flat: FlatStructures, cache_dir: pathlib.Path, key: str, description: d
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{key[:16]}.tmp-", dir=final.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache from other users
         numbers = flat.numbers.astype(np.uint8)  # Z <= 118 (validated before saving)
         arrays = {
             "numbers": numbers,

@@ -10,8 +10,10 @@ import csv
 import gzip
 import io
 import json
+import itertools
 import math
 import pathlib
+import re
 
 import numpy as np
 
@@ -112,10 +114,101 @@ def _add_atoms(collector: Collector, atoms, sid, where, targets):
     collector.add(sid, atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, labels)
 
 
-def read_extxyz(path: pathlib.Path, targets) -> FlatStructures:
+_KEY_VALUE = re.compile(r'([A-Za-z_][\w\-]*)=("[^"]*"|\{[^}]*\}|\S+)')
+_SIMPLE_PROPERTIES = "species:S:1:pos:R:3"
+
+
+def _kv_number(value: str, key: str, where: str):
+    text = value[1:-1] if value[:1] in "\"{" else value
+    try:
+        numbers = [float(p) for p in text.replace(",", " ").split()]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        return _scalar_label(text, key, where)  # raises: not a number
+    return _scalar_label(numbers[0] if len(numbers) == 1 else np.array(numbers), key, where)
+
+
+def _fast_extxyz(text: str, path: pathlib.Path, targets) -> FlatStructures | None:
+    """Vectorised reader for the plain layout every shared file uses (Properties=species:S:1:pos:R:3, a Lattice, scalar
+    info labels): about 3x faster than ase on large files. Returns None for anything else; ase then reads the file."""
+    from ase.data import atomic_numbers
+
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    heads, i = [], 0
+    while i < len(lines):  # one step per structure
+        try:
+            n = int(lines[i])
+        except ValueError:
+            return None
+        heads.append((i, n))
+        i += n + 2
+    if i != len(lines):
+        return None
+    frames = []
+    for k, (i, n) in enumerate(heads):
+        info = dict(_KEY_VALUE.findall(lines[i + 1]))
+        if info.get("Properties", _SIMPLE_PROPERTIES) != _SIMPLE_PROPERTIES or "Lattice" not in info:
+            return None
+        if len(_KEY_VALUE.sub("", lines[i + 1]).split()):  # bare flags or anything unparsed: leave it to ase
+            return None
+        frames.append(info)
+    atom_lines = itertools.chain.from_iterable(lines[i + 2 : i + 2 + n] for i, n in heads)
+    tokens = " ".join(atom_lines).split()
+    n_atoms = sum(n for _, n in heads)
+    if len(tokens) != 4 * n_atoms:
+        return None
+    symbols, inverse = np.unique(np.array(tokens[0::4]), return_inverse=True)
+    for symbol in map(str, symbols):
+        if symbol not in atomic_numbers:
+            raise ValueError(
+                f"fpcore.data: unknown element symbol {symbol!r} in {path} ({_locate_unknown_symbol(text, symbol)})"
+            )
+    numbers = np.array([atomic_numbers[s] for s in symbols], dtype=np.int64)[inverse.reshape(-1)]
+    try:
+        positions = np.fromiter(map(float, itertools.chain.from_iterable(zip(tokens[1::4], tokens[2::4], tokens[3::4]))),
+                                dtype=np.float64, count=3 * n_atoms).reshape(n_atoms, 3)
+        cells = np.array([[float(v) for v in f["Lattice"].strip('"').split()] for f in frames], dtype=np.float64)
+        cells = cells.reshape(len(frames), 3, 3)
+    except ValueError:
+        return None
+    pbc = np.empty((len(frames), 3), dtype=bool)
+    ids, labels = [], []
+    for k, f in enumerate(frames):
+        flags = f.get("pbc", '"T T T"').strip('"').split()
+        if len(flags) != 3 or not set(flags) <= {"T", "F"}:
+            return None
+        pbc[k] = [c == "T" for c in flags]
+        sid = f["id"].strip('"') if "id" in f else f"{path.name}:{k}"
+        ids.append(sid)
+        if targets:
+            where = f"structure {sid!r} (frame {k}) of {path}"
+            row = []
+            for key in targets:
+                if key not in f:
+                    raise _missing_target(key, where, [x for x in f if x not in ("Lattice", "Properties", "pbc")])
+                row.append(_kv_number(f[key], key, where))
+            labels.append(row)
+    counts = np.array([n for _, n in heads], dtype=np.int64)
+    offsets = np.zeros(len(heads) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return FlatStructures(
+        numbers=numbers, positions=positions, offsets=offsets, cells=cells, pbc=pbc,
+        y=np.asarray(labels, dtype=np.float64).reshape(len(heads), len(targets)) if targets else None,
+        ids=ids, target_names=list(targets or []), origins=[(str(path), 0, len(heads))],
+    )
+
+
+def read_extxyz(path: pathlib.Path, targets, fast: bool = True) -> FlatStructures:
     import ase.io
 
     text = _read_text(path)
+    if fast:
+        flat = _fast_extxyz(text, path, targets)
+        if flat is not None:
+            return flat
     try:
         frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except KeyError as e:

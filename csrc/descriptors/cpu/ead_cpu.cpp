@@ -1,0 +1,101 @@
+// CPU kernels of fpcore::ead and fpcore::ead_backward: parallel over centre atoms; each centre's
+// density rho (n_eta * n_rs x n_monomials) lives in a per-thread scratch buffer, and each pair's
+// gradient is written only by its centre, so the backward is race-free without atomics.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "descriptors/ead_checks.h"
+#include "descriptors/ead_math.h"
+
+namespace fpcore {
+namespace {
+
+// Index checks that need the data (cheap on CPU; the CUDA kernel cannot do them without a sync).
+void check_indices_cpu(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, int64_t n_atoms, int64_t n_pairs) {
+  const int64_t* ptr = row_ptr.data_ptr<int64_t>();
+  TORCH_CHECK(ptr[0] == 0 && ptr[n_atoms] == n_pairs, "fpcore.ead: 'row_ptr' must run from 0 to the number of pairs ",
+              n_pairs, ", got ", ptr[0], " .. ", ptr[n_atoms]);
+  for (int64_t i = 0; i < n_atoms; ++i)
+    TORCH_CHECK(ptr[i + 1] >= ptr[i], "fpcore.ead: 'row_ptr' must be non-decreasing (entry ", i + 1, ")");
+  if (n_pairs > 0) {
+    const int64_t lo = neighbors_j.min().item<int64_t>(), hi = neighbors_j.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < n_atoms, "fpcore.ead: 'neighbors_j' must index atoms 0..", n_atoms - 1, ", got ",
+                lo, "..", hi);
+  }
+}
+
+at::Tensor ead_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
+                   const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
+                   c10::string_view cutoff_fn, double cutoff) {
+  const ead::Params prm = ead::check_arguments(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, eta, rs, L,
+                                               std::string(cutoff_fn), cutoff);
+  const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
+  const int64_t n_atoms = numbers.size(0);
+  check_indices_cpu(row_ptr, neighbors_j, n_atoms, vectors.size(0));
+  const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
+  at::Tensor out = at::zeros({n_atoms, F}, vectors.options());
+  AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_cpu", [&] {
+    const std::vector<scalar_t> eta_t(eta.begin(), eta.end()), rs_t(rs.begin(), rs.end());
+    const scalar_t* vec = vectors.data_ptr<scalar_t>();
+    const int64_t* ptr = row_ptr.data_ptr<int64_t>();
+    const int64_t* nbr = neighbors_j.data_ptr<int64_t>();
+    const int64_t* z = numbers.data_ptr<int64_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n_atoms, 16, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> rho(K * M);
+      for (int64_t i = begin; i < end; ++i) {
+        ead::accumulate_density(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data());
+        ead::features_from_density(rho.data(), prm, o + i * F);
+      }
+    });
+  });
+  return out;
+}
+
+at::Tensor ead_backward_cpu(const at::Tensor& grad_output_in, const at::Tensor& vectors_in,
+                            const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
+                            const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
+                            c10::string_view cutoff_fn, double cutoff) {
+  const ead::Params prm = ead::check_arguments(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, eta, rs, L,
+                                               std::string(cutoff_fn), cutoff);
+  const int64_t n_atoms = numbers_in.size(0);
+  ead::check_grad_output(grad_output_in, vectors_in, prm, n_atoms);
+  const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
+  const at::Tensor grad_output = grad_output_in.contiguous();
+  check_indices_cpu(row_ptr, neighbors_j, n_atoms, vectors.size(0));
+  const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
+  at::Tensor grad_vectors = at::zeros_like(vectors);
+  AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_backward_cpu", [&] {
+    const std::vector<scalar_t> eta_t(eta.begin(), eta.end()), rs_t(rs.begin(), rs.end());
+    const scalar_t* vec = vectors.data_ptr<scalar_t>();
+    const scalar_t* go = grad_output.data_ptr<scalar_t>();
+    const int64_t* ptr = row_ptr.data_ptr<int64_t>();
+    const int64_t* nbr = neighbors_j.data_ptr<int64_t>();
+    const int64_t* z = numbers.data_ptr<int64_t>();
+    scalar_t* gv = grad_vectors.data_ptr<scalar_t>();
+    at::parallel_for(0, n_atoms, 16, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> rho(K * M);
+      for (int64_t i = begin; i < end; ++i) {
+        if (ptr[i + 1] == ptr[i]) continue;
+        ead::accumulate_density(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data());
+        ead::density_adjoint(go + i * F, prm, rho.data());
+        ead::pair_gradients(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data(), gv);
+      }
+    });
+  });
+  return grad_vectors;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fpcore, CPU, m) {
+  m.impl("ead", &ead_cpu);
+  m.impl("ead_backward", &ead_backward_cpu);
+}
+
+}  // namespace fpcore

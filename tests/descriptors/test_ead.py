@@ -1,0 +1,324 @@
+"""fpcore.EAD: parity with PyXtal_FF reference values and derivatives, an independent torch
+reference, autograd/opcheck, invariances and argument validation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+import fpcore
+from fpcore._library import cuda_available
+
+from . import shared_reference as ref
+from .torch_reference_ead import ead_from_pairs, ead_reference
+
+SETS = ["ead", "ead_L3_poly2"]
+STRUCTURE_NAMES = [
+    "w_bcc_conventional_2x2x2", "si_diamond_primitive", "cscl_primitive", "tio2_rutile", "hbn_hexagonal",
+    "monoclinic_70deg_CaGeO", "mos2_monolayer_slab", "benzene_molecule", "gaas_atom_at_frac_1p5", "random12_AlNiO",
+]
+
+
+def descriptor_for(set_name, dtype=torch.float64) -> fpcore.EAD:
+    p = ref.params()["sets"][set_name]["params"]
+    return fpcore.EAD(cutoff=p["Rc"], L=p["L"], eta=p["eta"], rs=p["Rs"], cutoff_fn=p["cutoff"], dtype=dtype)
+
+
+def tensors(atoms, dtype=torch.float64):
+    return (
+        torch.tensor(atoms.positions, dtype=dtype),
+        torch.tensor(atoms.numbers),
+        torch.tensor(np.asarray(atoms.cell), dtype=dtype),
+        torch.tensor(atoms.pbc),
+    )
+
+
+# ---------------------------------------------------------------- reference values and derivatives
+
+
+@pytest.mark.parametrize("set_name", SETS)
+@pytest.mark.parametrize("name", STRUCTURE_NAMES)
+def test_values_match_reference(set_name, name):
+    spec = ref.params()["sets"][set_name]
+    ead = descriptor_for(set_name)
+    assert ead.feature_labels == spec["feature_order"]
+    assert ead.n_features == spec["n_features"]
+    got = ead(ref.structures()[name])
+    ref.assert_matches(got.numpy(), ref.values()[f"{set_name}/{name}"], spec["column_scale"], f"{set_name}/{name}")
+
+
+def jacobians(ead, atoms):
+    """dX/dpositions (n, F, n, 3) and (1/V) dX/dF (n, F, 3, 3) from autograd."""
+    pos, numbers, cell, pbc = tensors(atoms)
+    pos.requires_grad_(True)
+    cell.requires_grad_(True)
+    x = ead.compute(pos, numbers, cell, pbc)
+    n, F = x.shape
+    dxdr = torch.zeros(n, F, n, 3, dtype=x.dtype)
+    dxdcell = torch.zeros(n, F, 3, 3, dtype=x.dtype)
+    for a in range(n):
+        for f in range(F):
+            gp, gc = torch.autograd.grad(x[a, f], (pos, cell), retain_graph=True)
+            dxdr[a, f], dxdcell[a, f] = gp, gc
+    # r -> F r maps positions and cell rows: dX/dF[a, b] = sum dX/dr[a] r[b] + sum_k dX/dcell[k, a] cell[k, b]
+    strain = torch.einsum("ifna,nb->ifab", dxdr, pos.detach()) + torch.einsum("ifka,kb->ifab", dxdcell, cell.detach())
+    volume = abs(float(torch.linalg.det(cell.detach())))
+    return dxdr, strain / volume
+
+
+@pytest.mark.parametrize("set_name", SETS)
+def test_derivatives_match_reference(set_name):
+    spec = ref.params()["sets"][set_name]
+    ead = descriptor_for(set_name)
+    derivs = ref.derivatives()
+    for name in spec["derivative_structures"]:
+        dxdr, rdxdr = jacobians(ead, ref.structures()[name])
+        ref.assert_matches(dxdr.numpy(), derivs[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"], f"dxdr {name}")
+        ref.assert_matches(rdxdr.numpy(), derivs[f"rdxdr/{set_name}/{name}"], spec["rdxdr_column_scale"], f"rdxdr {name}")
+
+
+# ---------------------------------------------------------------- independent torch reference
+
+
+def random_structures():
+    rng = np.random.default_rng(7)
+    small = Atoms("SiC", positions=[[0, 0, 0], [0.9, 1.1, 0.8]], cell=[[2.6, 0, 0], [0.3, 2.7, 0], [0.2, 0.4, 2.9]], pbc=True)
+    skew_cell = np.array([[4.2, 0, 0], [2.9, 3.1, 0], [-1.7, 1.3, 3.6]])
+    skewed = Atoms("AlNiOO", scaled_positions=rng.random((4, 3)) * 1.4 - 0.2, cell=skew_cell, pbc=True)
+    slab = Atoms("MoSS", positions=[[0, 0, 5], [1.6, 0.9, 6.5], [1.6, 0.9, 3.5]], cell=[[3.2, 0, 0], [-1.6, 2.77, 0], [0, 0, 10]], pbc=[True, True, False])
+    mol = molecule("CH3CH2OH")
+    mol.cell = np.zeros((3, 3))
+    return {"small": small, "skewed": skewed, "slab": slab, "molecule": mol}
+
+
+CASES = [
+    ("small", 3.5, 0, "cosine"),
+    ("small", 3.0, 3, "poly2"),
+    ("skewed", 4.0, 2, "tanh"),
+    ("skewed", 3.5, 5, "exponent"),
+    ("slab", 4.0, 3, "poly4"),
+    ("molecule", 3.0, 8, "poly1"),
+    ("skewed", 3.0, 8, "poly3"),
+]
+
+
+@pytest.mark.parametrize("name,rc,L,cutoff_fn", CASES)
+def test_matches_torch_reference_values_and_gradients(name, rc, L, cutoff_fn):
+    atoms = random_structures()[name]
+    eta, rs = [0.3, 1.1], [0.0, 1.2, 2.1]
+    ead = fpcore.EAD(cutoff=rc, L=L, eta=eta, rs=rs, cutoff_fn=cutoff_fn)
+    pos, numbers, cell, pbc = tensors(atoms)
+    pos.requires_grad_(True)
+    cell.requires_grad_(True)
+    got = ead.compute(pos, numbers, cell, pbc)
+    want = ead_reference(pos, numbers, cell, atoms.pbc, rc, L, eta, rs, cutoff_fn)
+    scale = want.abs().amax(0).clamp_min(1e-300)
+    assert got.shape == (len(atoms), ead.n_features)
+    assert torch.all((got - want).abs() <= 1e-11 * torch.maximum(want.abs(), scale))
+    weights = torch.randn(got.shape, dtype=got.dtype, generator=torch.Generator().manual_seed(1))
+    g_got = torch.autograd.grad((got * weights).sum(), (pos, cell))
+    g_want = torch.autograd.grad((want * weights).sum(), (pos, cell))
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+
+
+# ---------------------------------------------------------------- autograd and operator checks
+
+
+def small_problem(dtype=torch.float64, L=3):
+    atoms = random_structures()["skewed"]
+    pos, numbers, cell, pbc = tensors(atoms, dtype)
+    ead = fpcore.EAD(cutoff=3.2, L=L, eta=[0.5], rs=[0.0, 1.5], cutoff_fn="cosine")
+    return ead, pos, numbers, cell, pbc
+
+
+def test_gradcheck_positions_and_cell():
+    ead, pos, numbers, cell, pbc = small_problem()
+    pos.requires_grad_(True)
+    cell.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p, c: ead.compute(p, numbers, c, pbc), (pos, cell))
+
+
+def test_double_backward_gradgradcheck():
+    ead, pos, numbers, cell, pbc = small_problem(L=2)
+    pos.requires_grad_(True)
+    cell.requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda p, c: ead.compute(p, numbers, c, pbc), (pos, cell))
+
+
+def op_sample(dtype=torch.float64, device="cpu"):
+    atoms = random_structures()["skewed"]
+    nl = fpcore.neighbor_list(atoms, 3.2, dtype=dtype, device=device)
+    n = len(atoms)
+    row_ptr = torch.zeros(n + 1, dtype=torch.long, device=device)
+    row_ptr[1:] = torch.cumsum(torch.bincount(nl.i, minlength=n), 0)
+    numbers = torch.tensor(atoms.numbers, device=device)
+    return nl.vectors, row_ptr, nl.j, numbers
+
+
+def test_opcheck():
+    vectors, row_ptr, j, numbers = op_sample()
+    args = (vectors.clone().requires_grad_(True), row_ptr, j, numbers, [0.5, 1.0], [0.0, 1.5], 3, "poly2", 3.2)
+    torch.library.opcheck(torch.ops.fpcore.ead.default, args)
+    grad = torch.randn(numbers.shape[0], (3 + 1) * 2 * 2, dtype=vectors.dtype)
+    torch.library.opcheck(torch.ops.fpcore.ead_backward.default, (grad,) + (vectors,) + args[1:])
+
+
+def test_float32_matches_float64():
+    x64 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0])(random_structures()["skewed"])
+    x32 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0], dtype=torch.float32)(random_structures()["skewed"])
+    assert x32.dtype == torch.float32
+    scale = x64.abs().amax(0)
+    assert torch.all((x32.double() - x64).abs() <= 1e-5 * torch.maximum(x64.abs(), scale))
+
+
+# ---------------------------------------------------------------- invariances and edge cases
+
+
+def rotation(seed):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_rotation_translation_permutation_invariance():
+    ead = fpcore.EAD(cutoff=4.5, L=4, eta=[0.4, 1.2], rs=[0.0, 1.0, 2.5], cutoff_fn="poly2")
+    atoms = random_structures()["skewed"]
+    x = ead(atoms)
+    moved = atoms.copy()
+    R = rotation(3)
+    moved.positions = atoms.positions @ R.T + [1.3, -0.7, 2.2]
+    moved.cell = np.asarray(atoms.cell) @ R.T
+    torch.testing.assert_close(ead(moved), x, rtol=1e-10, atol=1e-12 * float(x.abs().max()))
+    perm = np.array([2, 0, 3, 1])
+    torch.testing.assert_close(ead(atoms[perm]), x[perm], rtol=1e-12, atol=0.0)
+
+
+def test_supercell_invariance():
+    ead = fpcore.EAD(cutoff=4.0, L=3, eta=[0.5], rs=[0.0, 2.0])
+    atoms = random_structures()["skewed"]
+    x = ead(atoms)
+    big = atoms.repeat((2, 1, 3))
+    torch.testing.assert_close(ead(big), x.repeat(6, 1), rtol=1e-11, atol=1e-12 * float(x.abs().max()))
+
+
+@pytest.mark.parametrize("cutoff_fn", ["cosine", "tanh", "poly1", "poly2", "poly3", "poly4", "exponent"])
+def test_continuous_at_cutoff(cutoff_fn):
+    rc = 3.0
+    ead = fpcore.EAD(cutoff=rc, L=3, eta=[0.1], rs=[0.0], cutoff_fn=cutoff_fn)
+
+    def dimer(d):
+        return Atoms("CO", positions=[[0, 0, 0], [d, 0, 0]])
+
+    inside = ead(dimer(rc * (1 - 1e-6)))
+    assert torch.all(inside.abs() < 1e-8)
+    if cutoff_fn != "exponent":  # exp(1 - 1/(1 - x^2)) underflows to exactly 0 this close to Rc
+        assert torch.any(inside != 0)
+    assert torch.all(ead(dimer(rc)) == 0)
+    assert torch.all(ead(dimer(rc * (1 + 1e-9))) == 0)
+    assert torch.all(ead(dimer(0.5 * rc)) > 0)
+
+
+def test_batch_equals_separate_calls():
+    ead = fpcore.EAD(cutoff=3.5, L=2, eta=[0.4, 1.0], rs=[0.0, 1.5])
+    structs = list(random_structures().values())
+    batched = ead(structs)
+    separate = torch.cat([ead(a) for a in structs])
+    torch.testing.assert_close(batched, separate, rtol=1e-13, atol=0.0)
+
+
+def test_isolated_atom_is_zero_with_zero_gradient():
+    ead = fpcore.EAD(cutoff=3.0, L=2, eta=[0.4], rs=[0.0, 1.0])
+    atoms = Atoms("CuH", positions=[[0, 0, 0], [10, 0, 0]])
+    pos, numbers, cell, pbc = tensors(atoms)
+    pos.requires_grad_(True)
+    x = ead.compute(pos, numbers, cell, pbc)
+    assert x.shape == (2, ead.n_features) and torch.all(x == 0)
+    (g,) = torch.autograd.grad(x.sum(), pos)
+    assert torch.all(g == 0)
+
+
+def test_known_dimer_value():
+    # Two atoms: rho(lambda) = Z f_c(d) g(d) x^lx..., so EAD(0) = (Z f g)^2 and EAD(1) = (Z f g)^2 (1 + d^2) / Rc^2: the l = 0 term is divided by Rc^2 too.
+    rc, d, eta, rs = 4.0, 1.7, 0.6, 0.5
+    ead = fpcore.EAD(cutoff=rc, L=1, eta=[eta], rs=[rs])
+    x = ead(Atoms("HO", positions=[[0, 0, 0], [d, 0, 0]]))
+    w = 0.5 * (math.cos(math.pi * d / rc) + 1) * math.exp(-eta * (d - rs) ** 2)
+    torch.testing.assert_close(x[0], torch.tensor([(8 * w) ** 2, (8 * w) ** 2 * (1 + d**2) / rc**2], dtype=x.dtype))
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(L=-1), "L must be"),
+        (dict(L=9), "L must be"),
+        (dict(L=2.0), "L must be"),
+        (dict(L=True), "L must be"),
+        (dict(eta=[]), "eta must not be empty"),
+        (dict(eta=[-0.1]), "eta must be >= 0"),
+        (dict(eta=[float("nan")]), "eta must be finite"),
+        (dict(rs="abc"), "rs must be"),
+        (dict(cutoff=0.0), "cutoff must be"),
+        (dict(cutoff_fn="gauss"), "cutoff_fn must be one of"),
+        (dict(dtype=torch.int32), "dtype must be"),
+    ],
+)
+def test_bad_parameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fpcore.EAD(**kwargs)
+
+
+def test_bad_operator_inputs_raise():
+    vectors, row_ptr, j, numbers = op_sample()
+    op = torch.ops.fpcore.ead
+    with pytest.raises(RuntimeError, match="L must be in 0..8"):
+        op(vectors, row_ptr, j, numbers, [1.0], [0.0], 9, "cosine", 3.2)
+    with pytest.raises(RuntimeError, match="unknown cutoff function"):
+        op(vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "gauss", 3.2)
+    with pytest.raises(RuntimeError, match="row_ptr"):
+        op(vectors, row_ptr[:-1], j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+    bad_ptr = row_ptr.clone()
+    bad_ptr[-1] += 1
+    with pytest.raises(RuntimeError, match="row_ptr"):
+        op(vectors, bad_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+    with pytest.raises(RuntimeError, match="neighbors_j"):
+        op(vectors, row_ptr, j + 100, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        op(vectors.long(), row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+    with pytest.raises(RuntimeError, match="grad_output"):
+        torch.ops.fpcore.ead_backward(torch.zeros(1, 3, dtype=vectors.dtype), vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+
+
+# ---------------------------------------------------------------- CUDA
+
+
+@pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("L", [0, 3, 8])
+def test_cuda_matches_cpu(dtype, L):
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    args = ([0.4, 1.2], [0.0, 1.0, 2.0], L, "poly2", 3.2)
+    vectors, row_ptr, j, numbers = op_sample(dtype)
+    v_cpu = vectors.clone().requires_grad_(True)
+    x_cpu = torch.ops.fpcore.ead(v_cpu, row_ptr, j, numbers, *args)
+    w = torch.randn_like(x_cpu)
+    (g_cpu,) = torch.autograd.grad((x_cpu * w).sum(), v_cpu)
+    v_gpu = vectors.cuda().requires_grad_(True)
+    x_gpu = torch.ops.fpcore.ead(v_gpu, row_ptr.cuda(), j.cuda(), numbers.cuda(), *args)
+    (g_gpu,) = torch.autograd.grad((x_gpu * w.cuda()).sum(), v_gpu)
+    torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=tol, atol=tol * float(g_cpu.abs().max()))
+
+
+@pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
+def test_cuda_descriptor_matches_reference():
+    ead = descriptor_for("ead").cuda()
+    for name in STRUCTURE_NAMES:
+        got = ead(ref.structures()[name]).cpu()
+        spec = ref.params()["sets"]["ead"]
+        ref.assert_matches(got.numpy(), ref.values()[f"ead/{name}"], spec["column_scale"], name)

@@ -1,0 +1,347 @@
+"""fpcore.WACSF: parity with PyXtal_FF's reference values and derivatives, with an independent
+plain-PyTorch implementation, gradients (gradcheck, opcheck), invariances and edge cases."""
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+import torch
+from ase.geometry import cellpar_to_cell
+
+import fpcore
+from fpcore._library import cuda_available
+
+from . import shared_reference as ref
+from .torch_reference_wacsf import reference_wacsf
+
+# Small parameter set exercising every code path: several Rs, G4 Rs != 0, lambda not +-1,
+# a non-integer zeta and a G5 block.
+RICH = dict(
+    cutoff=3.6,
+    g2_eta=[0.7, 0.2],
+    g2_rs=[0.0, 1.7],
+    g4_zeta=[1.0, 2.0, 2.5],
+    g4_lambda=[1.0, -0.6],
+    g4_eta=[0.05, 0.3],
+    g4_rs=[0.0, 0.4],
+    g5_zeta=[1.0, 4.0],
+    g5_lambda=[-1.0],
+    g5_eta=[0.1],
+    g5_rs=[0.3, 0.0],
+)
+
+
+def reference_module(dtype=torch.float64, **overrides):
+    p = ref.params()["sets"]["wacsf"]["params"]
+    kwargs = dict(
+        cutoff=p["Rc"], cutoff_fn=p["cutoff"], g2_eta=p["G2"]["eta"], g2_rs=p["G2"]["Rs"], g4_eta=p["G4"]["eta"],
+        g4_lambda=p["G4"]["lambda"], g4_zeta=p["G4"]["zeta"], g4_rs=p["G4"]["Rs"], dtype=dtype,
+    )  # fmt: skip
+    kwargs.update(overrides)
+    return fpcore.WACSF(**kwargs)
+
+
+def tensors(atoms, dtype=torch.float64, requires_grad=False):
+    pos = torch.tensor(atoms.positions, dtype=dtype, requires_grad=requires_grad)
+    cell = torch.tensor(atoms.cell[:], dtype=dtype, requires_grad=requires_grad)
+    return pos, torch.tensor(atoms.numbers), cell, torch.tensor(atoms.pbc)
+
+
+def random_structures():
+    rng = np.random.default_rng(7)
+    out = {}
+    # Cell shorter than the cutoff in every direction: many images of each atom, and of i itself.
+    out["tiny_cubic"] = ase.Atoms("CuO", positions=[[0, 0, 0], [1.1, 0.9, 1.3]], cell=np.eye(3) * 2.6, pbc=True)
+    skew = cellpar_to_cell([3.4, 3.9, 4.3, 63, 104, 71])
+    out["skewed"] = ase.Atoms("AlNiOO", scaled_positions=rng.random((4, 3)), cell=skew, pbc=True)
+    out["slab"] = ase.Atoms(
+        "SiCH", positions=rng.random((3, 3)) * [3.1, 2.9, 3.0], cell=[[3.1, 0, 0], [0.7, 2.9, 0], [0, 0, 0]],
+        pbc=[True, True, False],
+    )  # fmt: skip
+    mol = ase.build.molecule("CH3CH2OH")
+    mol.cell = np.zeros((3, 3))
+    out["molecule"] = mol
+    return out
+
+
+def op_params(module):
+    return module._op_params
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference values and derivatives (PyXtal_FF 0.2.3)
+
+
+@pytest.mark.parametrize("name", [
+    "w_bcc_conventional_2x2x2", "si_diamond_primitive", "cscl_primitive", "tio2_rutile", "hbn_hexagonal",
+    "monoclinic_70deg_CaGeO", "mos2_monolayer_slab", "benzene_molecule", "gaas_atom_at_frac_1p5", "random12_AlNiO",
+])  # fmt: skip
+def test_reference_values(name):
+    spec = ref.params()["sets"]["wacsf"]
+    module = reference_module()
+    assert module.feature_labels == spec["feature_order"]
+    assert module.n_features == spec["n_features"]
+    got = module(ref.structures()[name])
+    ref.assert_matches(got.numpy(), ref.values()[f"wacsf/{name}"], spec["column_scale"], f"wacsf/{name}")
+
+
+def jacobians(module, atoms):
+    """dX/dpositions (N, F, N, 3) and dX/dcell (N, F, 3, 3), by reverse mode through the operator."""
+    pos, numbers, cell, pbc = tensors(atoms)
+    return torch.autograd.functional.jacobian(lambda p, c: module.compute(p, numbers, c, pbc), (pos, cell))
+
+
+@pytest.mark.parametrize("name", ["random12_AlNiO", "mos2_monolayer_slab", "benzene_molecule"])
+def test_reference_derivatives(name):
+    spec = ref.params()["sets"]["wacsf"]
+    assert name in spec["derivative_structures"]
+    atoms = ref.structures()[name]
+    d_pos, d_cell = jacobians(reference_module(), atoms)
+    ref.assert_matches(d_pos.numpy(), ref.derivatives()[f"dxdr/wacsf/{name}"], spec["dxdr_column_scale"], "dxdr")
+    # Homogeneous deformation r -> F r of every position and cell vector, at F = I.
+    pos, cell = torch.tensor(atoms.positions), torch.tensor(atoms.cell[:])
+    d_strain = torch.einsum("ifna,nb->ifab", d_pos, pos) + torch.einsum("ifka,kb->ifab", d_cell, cell)
+    rdxdr = d_strain / abs(np.linalg.det(atoms.cell[:]))
+    ref.assert_matches(rdxdr.numpy(), ref.derivatives()[f"rdxdr/wacsf/{name}"], spec["rdxdr_column_scale"], "rdxdr")
+
+
+# ----------------------------------------------------------------------------------------------
+# Independent torch implementation, gradients
+
+
+@pytest.mark.parametrize("cutoff_fn", ["cosine", "poly2", "tanh", "exponent"])
+@pytest.mark.parametrize("name", ["tiny_cubic", "skewed", "slab", "molecule"])
+def test_matches_torch_reference(name, cutoff_fn):
+    atoms = random_structures()[name]
+    module = fpcore.WACSF(cutoff_fn=cutoff_fn, **RICH)
+    pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
+    got = module.compute(pos, numbers, cell, pbc)
+    want = reference_wacsf(pos, numbers, cell, pbc, cutoff_fn=cutoff_fn, **RICH)
+    assert got.shape == (len(atoms), module.n_features)
+    assert float(want.detach().abs().max()) > 0
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.detach().abs().max()))
+    weights = torch.randn(got.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    g_got = torch.autograd.grad((got * weights).sum(), (pos, cell))
+    g_want = torch.autograd.grad((want * weights).sum(), (pos, cell))
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+
+
+def test_gradcheck_positions_and_cell():
+    small = dict(RICH, g4_zeta=[2.0, 1.5], g4_rs=[0.2], g2_rs=[0.5])
+    module = fpcore.WACSF(**small)
+    for name in ("tiny_cubic", "skewed"):
+        atoms = random_structures()[name]
+        pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda p, c: module.compute(p, numbers, c, pbc), (pos, cell))
+
+
+def test_opcheck():
+    atoms = random_structures()["skewed"]
+    module = fpcore.WACSF(**RICH)
+    nl = fpcore.neighbor_list(atoms, RICH["cutoff"])
+    row_ptr = torch.zeros(len(atoms) + 1, dtype=torch.long)
+    row_ptr[1:] = torch.cumsum(torch.bincount(nl.i, minlength=len(atoms)), 0)
+    numbers = torch.tensor(atoms.numbers)
+    vectors = nl.vectors.clone().requires_grad_(True)
+    args = (vectors, row_ptr, nl.j, numbers, *op_params(module))
+    torch.library.opcheck(torch.ops.fpcore.wacsf.default, args)
+    grad = torch.randn(len(atoms), module.n_features, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fpcore.wacsf_backward.default, (grad, nl.vectors, *args[1:]),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_double_backward_raises_clearly():
+    atoms = random_structures()["tiny_cubic"]
+    pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
+    x = fpcore.WACSF(**RICH).compute(pos, numbers, cell, pbc)
+    (g,) = torch.autograd.grad(x.sum(), pos, create_graph=True)
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        g.sum().backward()
+
+
+def test_float32_matches_float64():
+    atoms = random_structures()["skewed"]
+    x64 = fpcore.WACSF(**RICH)(atoms)
+    x32 = fpcore.WACSF(dtype=torch.float32, **RICH)(atoms)
+    assert x32.dtype == torch.float32
+    scale = x64.abs().amax(0, keepdim=True)
+    assert float(((x32.double() - x64).abs() / scale).max()) < 1e-5
+    pos, numbers, cell, pbc = tensors(atoms, dtype=torch.float32, requires_grad=True)
+    g32 = torch.autograd.grad(fpcore.WACSF(**RICH).compute(pos, numbers, cell, pbc).sum(), pos)[0]
+    pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
+    g64 = torch.autograd.grad(fpcore.WACSF(**RICH).compute(pos, numbers, cell, pbc).sum(), pos)[0]
+    torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=1e-4 * float(g64.abs().max()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Invariances and structure handling
+
+
+def test_rotation_translation_permutation_invariance():
+    atoms = random_structures()["skewed"]
+    module = fpcore.WACSF(**RICH)
+    x = module(atoms)
+    moved = atoms.copy()
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64))[0]
+    moved.positions = atoms.positions @ rotation.numpy().T + [0.3, -1.2, 4.0]
+    moved.cell = atoms.cell[:] @ rotation.numpy().T
+    torch.testing.assert_close(module(moved), x, rtol=1e-11, atol=1e-11 * float(x.abs().max()))
+    order = np.array([2, 0, 3, 1])
+    torch.testing.assert_close(module(atoms[order]), x[order], rtol=1e-12, atol=1e-12 * float(x.abs().max()))
+
+
+def test_supercell_equals_primitive():
+    atoms = random_structures()["skewed"]
+    module = fpcore.WACSF(**RICH)
+    x = module(atoms)
+    big = module(atoms.repeat((2, 1, 3)))
+    torch.testing.assert_close(big, x.repeat(6, 1), rtol=1e-11, atol=1e-11 * float(x.abs().max()))
+
+
+def test_batch_equals_separate_calls():
+    structures = list(random_structures().values())
+    module = fpcore.WACSF(**RICH)
+    batched = module(structures)
+    separate = torch.cat([module(a) for a in structures])
+    torch.testing.assert_close(batched, separate, rtol=1e-13, atol=1e-13 * float(separate.abs().max()))
+
+
+@pytest.mark.parametrize("cutoff_fn", ["cosine", "poly1", "tanh"])
+def test_continuous_across_cutoff(cutoff_fn):
+    module = fpcore.WACSF(cutoff_fn=cutoff_fn, **RICH)
+    rc = RICH["cutoff"]
+
+    def features(distance):
+        # Atom 2 crosses the cutoff of atom 0 while staying within the cutoff of atom 1 (G4 r_jk too).
+        atoms = ase.Atoms("CNO", positions=[[0, 0, 0], [1.2, 0.8, 0], [distance, 0, 0]])
+        return module(atoms)
+
+    # Moving by 2h changes the other distances at first order, so the bound is O(h), not a jump:
+    # a missing f_c (for example f_c(r_jk) around atom 1) would jump by O(1) of the values.
+    inside, outside = features(rc - 1e-9), features(rc + 1e-9)
+    assert float((inside - outside).abs().max()) < 1e-7 * float(inside.abs().max())
+    assert float((features(rc - 0.2) - outside).abs().max()) > 1e-6  # the neighbour does contribute
+
+
+def test_isolated_atom_and_molecule_edge_cases():
+    module = fpcore.WACSF(**RICH)
+    # Isolated atom: PyXtal_FF asserts; every feature is 0.
+    x = module(ase.Atoms("Cu", positions=[[0, 0, 0]]))
+    assert x.shape == (1, module.n_features) and torch.all(x == 0)
+    # A dimer has one neighbour per atom: G2 only. A far atom has zeros.
+    x = module(ase.Atoms("HOC", positions=[[0, 0, 0], [0.97, 0, 0], [20, 0, 0]]))
+    n_g2 = len(RICH["g2_eta"]) * len(RICH["g2_rs"])
+    assert torch.all(x[:2, :n_g2] > 0) and torch.all(x[:2, n_g2:] == 0) and torch.all(x[2] == 0)
+    # Water: O has no (O, O) neighbour pair, where PyXtal_FF raises IndexError; the term is 0.
+    water = ase.build.molecule("H2O")
+    pos, numbers, cell, pbc = tensors(water)
+    want = reference_wacsf(pos, numbers, cell, pbc, **RICH)
+    got = module(water)
+    assert torch.all(got[:, n_g2:] != 0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    # Gradients of zero rows are zero, not NaN.
+    pos = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    out = module.compute(pos, torch.tensor([29]), torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool))
+    (g,) = torch.autograd.grad(out.sum(), pos)
+    assert torch.all(g == 0)
+
+
+def test_parameter_order_is_kept():
+    module = fpcore.WACSF(g2_eta=[1.0, 0.5], g2_rs=[1.5, 0.0], g4_zeta=[2.0, 1.0], g4_lambda=[1.0, -1.0],
+                          g4_eta=[0.08, 0.02], g4_rs=[0.0])
+    flipped = fpcore.WACSF(g2_eta=[0.5, 1.0], g2_rs=[0.0, 1.5], g4_zeta=[1.0, 2.0], g4_lambda=[-1.0, 1.0],
+                           g4_eta=[0.02, 0.08], g4_rs=[0.0])
+    atoms = random_structures()["skewed"]
+    labels = module.feature_labels
+    assert labels[0] == "G2(eta=1.0,Rs=1.5)" and labels[4] == "G4(zeta=2.0,lambda=1.0,eta=0.08,Rs=0.0)"
+    index = [flipped.feature_labels.index(label) for label in labels]
+    torch.testing.assert_close(module(atoms), flipped(atoms)[:, index], rtol=0, atol=0)
+
+
+def test_g5_defaults_and_labels():
+    module = fpcore.WACSF(g5_eta=[0.1, 0.2])
+    assert module.g5_zeta == [1.0] and module.g5_lambda == [1.0] and module.g5_rs == [0.0]
+    assert module.n_features == len(module.feature_labels) == 4 + 4 + 2
+    assert module.feature_labels[-1] == "G5(zeta=1.0,lambda=1.0,eta=0.2,Rs=0.0)"
+    assert fpcore.WACSF().n_features == 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(g2_eta=[]), "g2_eta must not be empty"),
+    (dict(g4_rs=[]), "g4_rs must not be empty"),
+    (dict(g2_eta=[0.5, 0.0]), "g2_eta values must be > 0"),
+    (dict(g4_eta=[-0.1]), "g4_eta values must be > 0"),
+    (dict(g4_zeta=[0.5]), "g4_zeta values must be >= 1"),
+    (dict(g4_zeta=[1.5], g4_lambda=[2.0]), "non-integer g4_zeta needs"),
+    (dict(g2_rs=[float("nan")]), "finite"),
+    (dict(g4_lambda="x"), "g4_lambda must be a list of numbers"),
+    (dict(cutoff_fn="gaussian"), "cosine, tanh, poly1, poly2, poly3, poly4, exponent"),
+    (dict(cutoff=-1.0), "cutoff must be a positive"),
+    (dict(g4_eta=[10.0], g4_rs=[5.0]), "overflows"),
+])  # fmt: skip
+def test_bad_parameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fpcore.WACSF(**kwargs)
+
+
+def test_operator_rejects_bad_inputs():
+    module = fpcore.WACSF()
+    params = op_params(module)
+    vectors = torch.randn(3, 3, dtype=torch.float64)
+    j = torch.tensor([1, 0, 0])
+    numbers = torch.tensor([1, 8])
+    with pytest.raises(RuntimeError, match="row_ptr"):
+        torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 2]), j, numbers, *params)
+    with pytest.raises(RuntimeError, match="neighbors_j"):
+        torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 3]), torch.tensor([1, 0, 5]), numbers, *params)
+    with pytest.raises(RuntimeError, match="shape"):
+        torch.ops.fpcore.wacsf(torch.randn(3, 2, dtype=torch.float64), torch.tensor([0, 1, 3]), j, numbers, *params)
+    with pytest.raises(RuntimeError, match="g4_zeta"):
+        torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 3]), j, numbers, *params[:2], [0.5], *params[3:])
+    with pytest.raises(RuntimeError, match="overflows float32"):
+        torch.ops.fpcore.wacsf(vectors.float(), torch.tensor([0, 1, 3]), j, numbers, *params[:4], [10.0], [3.0],
+                               *params[6:])
+    with pytest.raises(RuntimeError, match="grad_features"):
+        torch.ops.fpcore.wacsf_backward(torch.zeros(2, 3, dtype=torch.float64), vectors, torch.tensor([0, 1, 3]), j,
+                                        numbers, *params)
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA
+
+
+def op_inputs(structures, cutoff, dtype):
+    """Arguments of fpcore::wacsf for a batch, from the CPU neighbor list (the CUDA test then
+    exercises the descriptor kernels alone)."""
+    data = fpcore._structures.batch_from_atoms(structures, dtype=dtype, device="cpu")
+    nl = fpcore.neighbors.compute(data.positions, data.cells, data.pbc, data.batch, cutoff)
+    n = data.positions.shape[0]
+    row_ptr = torch.zeros(n + 1, dtype=torch.long)
+    row_ptr[1:] = torch.cumsum(torch.bincount(nl.i, minlength=n), 0)
+    return nl.vectors, row_ptr, nl.j, data.numbers
+
+
+@pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_matches_cpu(dtype):
+    structures = list(random_structures().values()) + [ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)]
+    structures.append(ase.Atoms("Cu", positions=[[0, 0, 0]]))  # a centre without neighbours
+    module = fpcore.WACSF(**RICH)
+    vectors, row_ptr, j, numbers = op_inputs(structures, RICH["cutoff"], dtype)
+    params = op_params(module)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    results = []
+    for device in ("cpu", "cuda"):
+        v = vectors.to(device).requires_grad_(True)
+        x = torch.ops.fpcore.wacsf(v, row_ptr.to(device), j.to(device), numbers.to(device), *params)
+        weights = torch.linspace(-1, 1, x.numel(), dtype=dtype, device=device).reshape(x.shape)
+        (g,) = torch.autograd.grad((x * weights).sum(), v)
+        results.append((x.detach().cpu(), g.cpu()))
+    (x_cpu, g_cpu), (x_gpu, g_gpu) = results
+    assert float(x_cpu.abs().max()) > 0
+    torch.testing.assert_close(x_gpu, x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
+    torch.testing.assert_close(g_gpu, g_cpu, rtol=tol * 10, atol=tol * 10 * float(g_cpu.abs().max()))
+    torch.library.opcheck(torch.ops.fpcore.wacsf.default,
+                          (vectors.cuda(), row_ptr.cuda(), j.cuda(), numbers.cuda(), *params),
+                          test_utils=("test_schema", "test_faketensor"))
