@@ -1,0 +1,127 @@
+"""Building blocks shared by the backbones: periodic graph construction, radial bases, cutoffs."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..neighbors import compute as compute_neighbors
+
+
+class Graph(NamedTuple):
+    """Directed edges j -> i (messages flow from j into i) with geometry in the model dtype.
+
+    vectors = pos[j] - pos[i] + periodic shift; a periodic image of i itself may appear as j == i.
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    vectors: torch.Tensor
+    distances: torch.Tensor
+
+
+def build_graph(pos, cell, pbc, batch, cutoff: float, max_neighbors: int | None, dtype: torch.dtype) -> Graph:
+    """Periodic radius graph built on the device of `pos`, optionally keeping the nearest `max_neighbors`."""
+    if cell.dim() == 2:
+        cell = cell.view(-1, 3, 3)
+    if pbc.dim() == 1:
+        pbc = pbc.view(-1, 3)
+    # The neighbour search and the pair vectors stay in the input precision (float64 from the data
+    # layer) even under autocast; only the final geometry is cast to the model dtype.
+    with torch.autocast(device_type=pos.device.type, enabled=False):
+        nb = compute_neighbors(pos, cell, pbc, batch, cutoff)
+    i, j, vectors, distances = nb.i, nb.j, nb.vectors, nb.distances
+    if max_neighbors is not None and i.numel() > 0:
+        # Rank of each pair among the pairs of its centre after sorting by (centre, distance);
+        # pairs are already grouped by ascending i, so a stable sort on distance then on i keeps the groups.
+        order = torch.argsort(distances, stable=True)
+        order = order[torch.argsort(i[order], stable=True)]
+        counts = torch.bincount(i, minlength=pos.shape[0])
+        start = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(order.numel(), device=i.device) - start[i[order]]
+        keep = order[rank < max_neighbors]
+        keep, _ = torch.sort(keep)
+        i, j, vectors, distances = i[keep], j[keep], vectors[keep], distances[keep]
+    return Graph(i, j, vectors.to(dtype), distances.to(dtype))
+
+
+class CosineCutoff(nn.Module):
+    def __init__(self, cutoff: float):
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (torch.cos(d * (math.pi / self.cutoff)) + 1.0) * (d < self.cutoff).to(d.dtype)
+
+
+class ExpNormalSmearing(nn.Module):
+    """exp(-beta_k (exp(-alpha (d - r_lo)) - mu_k)^2): basis functions denser at short range (PhysNet)."""
+
+    def __init__(self, cutoff: float, n_rbf: int = 50, cutoff_lower: float = 0.0, trainable: bool = True):
+        super().__init__()
+        self.cutoff_lower = float(cutoff_lower)
+        self.alpha = 5.0 / (float(cutoff) - self.cutoff_lower)
+        start = math.exp(-(float(cutoff) - self.cutoff_lower))
+        means = torch.linspace(start, 1.0, n_rbf)
+        betas = torch.full((n_rbf,), (2.0 / n_rbf * (1.0 - start)) ** -2)
+        if trainable:
+            self.means, self.betas = nn.Parameter(means), nn.Parameter(betas)
+        else:
+            self.register_buffer("means", means)
+            self.register_buffer("betas", betas)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        d = d.unsqueeze(-1)
+        return torch.exp(-self.betas * (torch.exp(self.alpha * (self.cutoff_lower - d)) - self.means) ** 2)
+
+
+class GaussianSmearing(nn.Module):
+    def __init__(self, cutoff: float, n_rbf: int = 50, cutoff_lower: float = 0.0):
+        super().__init__()
+        offsets = torch.linspace(float(cutoff_lower), float(cutoff), n_rbf)
+        self.register_buffer("offsets", offsets)
+        self.coeff = -0.5 / float(offsets[1] - offsets[0]) ** 2 if n_rbf > 1 else -0.5
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.coeff * (d.unsqueeze(-1) - self.offsets) ** 2)
+
+
+class ShiftedSoftplus(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shift = math.log(2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.softplus(x) - self.shift
+
+
+ACTIVATIONS = {"silu": nn.SiLU, "ssp": ShiftedSoftplus, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros((n,) + tuple(src.shape[1:]), dtype=src.dtype, device=src.device)
+    return out.index_add_(0, index, src)
+
+
+def check_backbone_args(owner: str, cutoff, hidden, n_layers, max_neighbors, max_z):
+    if not (float(cutoff) > 0):
+        raise ValueError(f"{owner}: cutoff must be > 0, got {cutoff}")
+    for name, value in (("hidden", hidden), ("n_layers", n_layers), ("max_z", max_z)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    if max_neighbors is not None and (isinstance(max_neighbors, bool) or not isinstance(max_neighbors, int) or max_neighbors < 1):
+        raise ValueError(f"{owner}: max_neighbors must be a positive integer or None, got {max_neighbors!r}")
+
+
+def check_numbers(owner: str, z: torch.Tensor, max_z: int) -> None:
+    if z.numel() and (int(z.min()) < 1 or int(z.max()) > max_z):
+        raise ValueError(f"{owner}: atomic numbers must lie in 1..{max_z}, got {int(z.min())}..{int(z.max())}")

@@ -1,0 +1,225 @@
+"""fpcore-train configuration: five sections (data, model, descriptor, optim, run), validated against DEFAULTS.
+
+Layers, later wins: DEFAULTS <- packaged configs/<kind>.yaml <- the user's --config file <- --set a.b=value.
+Every key must exist in DEFAULTS (a typo is an error naming it), except inside the free-form mappings
+listed in FREE_FORM (keyword arguments handed to a model or descriptor class).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import pathlib
+
+import yaml
+
+DEFAULTS: dict = {
+    "data": {
+        "source": None,          # path(s) or "builtin:<name>", see fpcore.data.load_dataset
+        "targets": None,         # label names for fine-tuning; None for pre-training
+        "cache_dir": None,
+        "split": [0.8, 0.1, 0.1],  # train/val/test fractions
+        "split_seed": 111,
+        "split_file": None,      # a split.json (train/val/test index lists) to reuse instead
+        "batch_size": 16,
+        "eval_batch_size": None,
+        "num_workers": 0,
+    },
+    "model": {
+        "backbone": "SchNet",    # SchNet | EquivariantTransformer (alias et)
+        "backbone_kwargs": {},   # free form: hidden, n_layers, n_heads, n_rbf, ...
+        "cutoff": 8.0,
+        "max_neighbors": None,
+        "head_hidden": 128,
+        "head_layers": 2,
+        "pooling": "mean",
+    },
+    "descriptor": {
+        "fingerprints": [],      # list of {name: EAD|WACSF|GMP|..., kwargs: {...}}, concatenated
+        "dtype": "float64",
+        "cache": False,          # precompute the targets once (memory) instead of on the fly
+        "cache_file": None,      # ... and keep them in this file between runs
+        "scaler_batches": None,  # fit the standardisation on this many batches (None: whole train set)
+    },
+    "optim": {
+        "epochs": 50,
+        "lr": 5.0e-4,
+        "weight_decay": 0.0,
+        "grad_clip": 10.0,
+        "lr_factor": 0.5,
+        "lr_patience": 5,
+        "min_lr": 1.0e-6,
+        "early_stopping_patience": 20,
+        "amp": True,             # on CUDA only
+        "max_steps_per_epoch": None,
+    },
+    "run": {
+        "dir": None,             # default runs/<command>
+        "seed": 0,
+        "device": "auto",        # auto | cpu | cuda | cuda:N
+        "progress": True,
+        "tensorboard": False,
+        "plots": True,
+        "threads": None,
+    },
+}
+
+FREE_FORM = {("model", "backbone_kwargs")}
+SECTIONS = tuple(DEFAULTS)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base: dict, update: dict, path: tuple = (), replace_free_form: bool = True) -> dict:
+    # A file layer replaces a free-form mapping wholesale (other backbone, other kwargs); a dotted
+    # --set a.b.c=v edits one entry of it.
+    if not isinstance(update, dict):
+        raise ConfigError(f"config section '{'.'.join(path) or '<top>'}' must be a mapping, got {type(update).__name__}")
+    for key, value in update.items():
+        key_path = path + (str(key),)
+        dotted = ".".join(key_path)
+        if path in FREE_FORM:
+            base[key] = copy.deepcopy(value)
+            continue
+        if key not in base:
+            known = ", ".join(sorted(base))
+            raise ConfigError(f"unknown config key '{dotted}' (known keys here: {known})")
+        if key_path in FREE_FORM:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{dotted}' must be a mapping, got {value!r}")
+            if replace_free_form or not isinstance(base[key], dict):
+                base[key] = {}
+            _merge(base[key], value, key_path, replace_free_form)
+        elif isinstance(base[key], dict):
+            _merge(base[key], value, key_path, replace_free_form)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _check_types(config: dict) -> None:
+    for section, entries in DEFAULTS.items():
+        for key, default in entries.items():
+            value = config[section][key]
+            dotted = f"{section}.{key}"
+            if default is None:
+                continue
+            if value is None:
+                raise ConfigError(f"config key '{dotted}' must not be null (default {default!r})")
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, str):
+                ok = isinstance(value, str)
+            elif isinstance(default, list):
+                ok = isinstance(value, list)
+            elif isinstance(default, dict):
+                ok = isinstance(value, dict)
+            else:  # pragma: no cover
+                ok = True
+            if not ok:
+                raise ConfigError(f"config key '{dotted}' must be a {type(default).__name__}, got {value!r}")
+    positive = [("data", "batch_size"), ("optim", "epochs"), ("optim", "lr")]
+    for section, key in positive:
+        if config[section][key] is None or config[section][key] <= 0:
+            raise ConfigError(f"config key '{section}.{key}' must be > 0, got {config[section][key]!r}")
+    split = config["data"]["split"]
+    if len(split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in split) or split[0] <= 0:
+        raise ConfigError(f"config key 'data.split' must be three fractions (train > 0, val, test >= 0), got {split!r}")
+    for entry in config["descriptor"]["fingerprints"]:
+        if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "kwargs"}:
+            raise ConfigError(
+                "each entry of 'descriptor.fingerprints' must be {name: <descriptor class>, kwargs: {...}}, "
+                f"got {entry!r}"
+            )
+    if config["descriptor"]["dtype"] not in ("float32", "float64"):
+        raise ConfigError(f"config key 'descriptor.dtype' must be float32 or float64, got {config['descriptor']['dtype']!r}")
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. optim.lr=1e-3), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+    # YAML 1.1 reads "1e-3" as a string; a number is what anyone writing it means.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def packaged_config(kind: str) -> dict:
+    resource = importlib.resources.files("fpcore") / "configs" / f"{kind}.yaml"
+    if not resource.is_file():
+        raise ConfigError(f"no packaged config for {kind!r}")
+    return yaml.safe_load(resource.read_text()) or {}
+
+
+def read_yaml(path) -> dict:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections {list(SECTIONS)}")
+    return data
+
+
+def _fix_yaml_numbers(node):
+    if isinstance(node, dict):
+        return {k: _fix_yaml_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_yaml_numbers(v) for v in node]
+    if isinstance(node, str):
+        try:
+            if any(c in node for c in "eE") and not node.lower().startswith(("inf", "nan")):
+                return float(node)
+        except ValueError:
+            pass
+    return node
+
+
+def resolve_config(kind: str | None = None, path=None, overrides=(), base: dict | None = None) -> dict:
+    """The validated config: DEFAULTS <- packaged <kind>.yaml <- file at `path` <- `base` <- overrides."""
+    config = copy.deepcopy(DEFAULTS)
+    layers = []
+    if kind is not None:
+        layers.append(packaged_config(kind))
+    if path is not None:
+        layers.append(read_yaml(path))
+    if base is not None:
+        layers.append(base)
+    for layer in layers:
+        _merge(config, _fix_yaml_numbers(layer))
+    for text in overrides:
+        keys, value = parse_override(text) if isinstance(text, str) else (list(text[0]), text[1])
+        nested: object = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        _merge(config, nested, replace_free_form=len(keys) <= 2)
+    _check_types(config)
+    return config
+
+
+def dump_config(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

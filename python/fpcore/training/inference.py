@@ -1,0 +1,96 @@
+"""evaluate / predict with a fine-tuned checkpoint on structures read by fpcore.data.load_dataset."""
+
+from __future__ import annotations
+
+import csv
+import math
+import pathlib
+
+import torch
+
+from ..models import build_model
+from .checkpoint import load_checkpoint
+from .scaling import FeatureScaler
+
+
+def load_model(path, device="cpu", kind="finetune"):
+    """(model in eval mode, target scaler, checkpoint payload) from a checkpoint of the given kind."""
+    payload = load_checkpoint(path, kind=kind)
+    model = build_model(payload["model"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.to(device).eval()
+    scaler = FeatureScaler.from_state(payload["scalers"]["target"]).to(device)
+    return model, scaler, payload
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict_dataset(model, scaler, dataset, device, batch_size: int = 32) -> torch.Tensor:
+    from torch_geometric.loader import DataLoader
+
+    out = []
+    for data in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        data = data.to(device)
+        pred = model(data.z, data.pos, data.cell.view(-1, 3, 3), data.pbc.view(-1, 3), data.batch, data.num_graphs)
+        out.append(scaler.inverse(pred.float()).cpu())
+    return torch.cat(out) if out else torch.zeros(0, scaler.n_features)
+
+
+def regression_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, names) -> dict:
+    y_true, y_pred = y_true.double(), y_pred.double()
+    err = y_pred - y_true
+    metrics = {}
+    for k, name in enumerate(names):
+        ss_res = float((err[:, k] ** 2).sum())
+        ss_tot = float(((y_true[:, k] - y_true[:, k].mean()) ** 2).sum())
+        metrics[name] = {
+            "mae": float(err[:, k].abs().mean()),
+            "rmse": math.sqrt(float((err[:, k] ** 2).mean())),
+            "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+            "n": int(y_true.shape[0]),
+        }
+    return metrics
+
+
+def _load(source, targets):
+    from ..data import load_dataset
+
+    return load_dataset(source, targets=targets, progress=False)
+
+
+def evaluate(checkpoint, source, device="auto", batch_size: int = 32, dataset=None) -> dict:
+    device = _device(device)
+    model, scaler, payload = load_model(checkpoint, device)
+    names = list(payload["target_names"])
+    if dataset is None:
+        if not isinstance(source, list) and not str(source).startswith("builtin:") and not pathlib.Path(source).exists():
+            raise FileNotFoundError(f"data file not found: {source}")
+        dataset = _load(source, names)
+    pred = predict_dataset(model, scaler, dataset, device, batch_size)
+    y = torch.cat([dataset[i].y.view(1, -1) for i in range(len(dataset))]).double()
+    return regression_metrics(y, pred, names)
+
+
+def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, dataset=None) -> pathlib.Path:
+    device = _device(device)
+    model, scaler, payload = load_model(checkpoint, device)
+    names = list(payload["target_names"])
+    if dataset is None:
+        if not isinstance(source, list) and not str(source).startswith("builtin:") and not pathlib.Path(source).exists():
+            raise FileNotFoundError(f"structure file not found: {source}")
+        dataset = _load(source, None)
+    pred = predict_dataset(model, scaler, dataset, device, batch_size)
+    ids = list(getattr(dataset, "ids", None) or [str(i) for i in range(len(dataset))])
+    out_csv = pathlib.Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id"] + names)
+        for sid, row in zip(ids, pred.tolist()):
+            w.writerow([sid] + [f"{v:.8g}" for v in row])
+    return out_csv

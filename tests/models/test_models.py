@@ -1,0 +1,139 @@
+
+import pytest
+import torch
+from ase.build import bulk
+
+from fpcore.models import BACKBONES, build_graph, build_model
+from fpcore.neighbors import compute
+
+BACKBONE_KWARGS = {
+    "SchNet": {"hidden": 16, "n_layers": 2, "n_rbf": 8, "cutoff": 4.0},
+    "EquivariantTransformer": {"hidden": 16, "n_layers": 2, "n_heads": 4, "n_rbf": 8, "cutoff": 4.0},
+}
+
+
+def tensors(atoms, dtype=torch.float64):
+    return (
+        torch.tensor(atoms.numbers),
+        torch.tensor(atoms.positions, dtype=dtype),
+        torch.tensor(atoms.cell[:], dtype=dtype).view(1, 3, 3),
+        torch.tensor(atoms.pbc).view(1, 3),
+        torch.zeros(len(atoms), dtype=torch.long),
+    )
+
+
+def model(name, head="GraphHead", n_out=2, seed=0):
+    torch.manual_seed(seed)
+    return build_model({"backbone": {"class": name, "kwargs": BACKBONE_KWARGS[name]},
+                        "head": {"class": head, "kwargs": {"n_out": n_out, "hidden": 8}}})
+
+
+def crystal():
+    atoms = bulk("NaCl", "rocksalt", a=5.64) * (1, 1, 2)
+    atoms.rattle(0.1, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_invariant_under_rotation_translation_and_wrapping(name):
+    m = model(name, head="NodeHead", n_out=3)
+    z, pos, cell, pbc, batch = tensors(crystal())
+    ref = m(z, pos, cell, pbc, batch, 1)
+    rot = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))[0]
+    moved = (pos + torch.tensor([0.3, -1.2, 7.0], dtype=torch.float64)) @ rot.T
+    out = m(z, moved, cell @ rot.T, pbc, batch, 1)
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
+    # Moving an atom by a lattice vector changes nothing in a periodic crystal.
+    shifted = pos.clone()
+    shifted[0] += cell[0, 1] - 2 * cell[0, 2]
+    torch.testing.assert_close(m(z, shifted, cell, pbc, batch, 1), ref, atol=2e-5, rtol=1e-4)
+    # ... while a real displacement does (the test above could not pass with a constant model).
+    assert (m(z, pos + 0.2 * torch.randn_like(pos), cell, pbc, batch, 1) - ref).abs().max() > 1e-4
+
+
+def test_et_vectors_are_equivariant():
+    m = model("EquivariantTransformer").backbone
+    z, pos, cell, pbc, batch = tensors(crystal())
+    x, vec = m.forward_with_vectors(z, pos, cell, pbc, batch)
+    rot = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))[0]
+    x2, vec2 = m.forward_with_vectors(z, pos @ rot.T, cell @ rot.T, pbc, batch)
+    torch.testing.assert_close(x2, x, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(vec2, torch.einsum("ij,njh->nih", rot.float(), vec), atol=2e-5, rtol=1e-4)
+    assert vec.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_mean_pooled_graph_output_is_intensive(name):
+    # A supercell is the same crystal: per-atom embeddings repeat, so the mean-pooled prediction is unchanged.
+    m = model(name)
+    atoms = crystal()
+    ref = m(*tensors(atoms), 1)
+    out = m(*tensors(atoms * (2, 1, 1)), 1)
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_batched_equals_separate(name):
+    m = model(name)
+    a, b = crystal(), bulk("Cu", "fcc", a=3.6)
+    za, pa, ca, pba, _ = tensors(a)
+    zb, pb, cb, pbb, _ = tensors(b)
+    batch = torch.cat([torch.zeros(len(a), dtype=torch.long), torch.ones(len(b), dtype=torch.long)])
+    out = m(torch.cat([za, zb]), torch.cat([pa, pb]), torch.cat([ca, cb]), torch.cat([pba, pbb]), batch, 2)
+    torch.testing.assert_close(out[0:1], m(*tensors(a), 1), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(out[1:2], m(*tensors(b), 1), atol=2e-5, rtol=1e-4)
+
+
+def test_max_neighbors_keeps_the_nearest():
+    z, pos, cell, pbc, batch = tensors(crystal())
+    full = compute(pos, cell, pbc, batch, 6.0)
+    g = build_graph(pos, cell, pbc, batch, 6.0, 7, torch.float64)
+    counts = torch.bincount(g.i, minlength=len(z))
+    assert int(counts.max()) == 7 and bool((g.i[1:] >= g.i[:-1]).all())
+    for atom in (0, 5):
+        kept = torch.sort(g.distances[g.i == atom]).values
+        nearest = torch.sort(full.distances[full.i == atom]).values[:7]
+        torch.testing.assert_close(kept, nearest)
+
+
+def test_rebuild_from_spec_and_state_dict():
+    m = model("EquivariantTransformer")
+    m2 = build_model(m.spec)
+    m2.load_state_dict(m.state_dict())
+    args = tensors(crystal())
+    torch.testing.assert_close(m2(*args, 1), m(*args, 1))
+    assert m.spec["backbone"]["class"] == "EquivariantTransformer"
+
+
+def test_default_et_matches_the_paper_sizes():
+    from fpcore.models import EquivariantTransformer
+
+    et = EquivariantTransformer()
+    assert (et.hidden, len(et.layers), et.layers[0].n_heads, et.rbf.means.numel(), et.cutoff) == (128, 8, 8, 50, 8.0)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="unknown backbone 'nope'"):
+        build_model({"backbone": {"class": "nope", "kwargs": {}}, "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+    with pytest.raises(ValueError, match="bad arguments"):
+        build_model({"backbone": {"class": "SchNet", "kwargs": {"hiden": 3}}, "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+    with pytest.raises(ValueError, match="divisible"):
+        build_model({"backbone": {"class": "et", "kwargs": {"hidden": 10, "n_heads": 3}},
+                     "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+    m = model("SchNet")
+    z, pos, cell, pbc, batch = tensors(crystal())
+    with pytest.raises(ValueError, match="atomic numbers"):
+        m(z * 0, pos, cell, pbc, batch, 1)
+
+
+def test_cosine_cutoff_makes_output_continuous_at_the_cutoff():
+    # Two atoms in a big box crossing the cutoff: the prediction must not jump.
+    m = model("SchNet", head="NodeHead", n_out=1)
+    cell = torch.eye(3, dtype=torch.float64).view(1, 3, 3) * 20
+    pbc = torch.zeros(1, 3, dtype=torch.bool)
+    z = torch.tensor([11, 17])
+    outs = []
+    for d in (4.0 - 1e-7, 4.0 + 1e-7):
+        pos = torch.tensor([[0.0, 0.0, 0.0], [d, 0.0, 0.0]], dtype=torch.float64)
+        outs.append(m(z, pos, cell, pbc, torch.zeros(2, dtype=torch.long), 1))
+    assert float((outs[0] - outs[1]).abs().max()) < 1e-5
