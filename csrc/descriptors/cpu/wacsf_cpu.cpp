@@ -46,8 +46,8 @@ struct Scratch {
   std::vector<T> radial, dradial;  // (n_radial, cap)
   std::vector<T> gx, gy, gz;       // backward: dL/dvectors of the packed rows
   std::vector<int64_t> index;      // packed row -> entry of the centre
-  std::vector<int64_t> near;       // partners q of the current row p
-  std::vector<T> near_r2;          // and their r_jk^2
+  std::vector<int64_t> near;       // contributing partners q of the current row p
+  std::vector<T> r2, cos, fcjk, dfcjk;  // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
   std::vector<T> acc;              // forward: angular sums (n_zl, n_eta) per block
   std::vector<T> A, dA, W;         // angular factors (n_zl) and folded gradient (n_zl, n_eta)
   std::vector<T> B, dB;            // backward: per eta, sum_zl W A and W dA
@@ -64,7 +64,7 @@ struct Scratch {
     for (auto* v : {&x, &y, &z, &d, &fc, &dfc}) v->resize(static_cast<size_t>(cap));
     index.resize(static_cast<size_t>(cap));
     near.resize(static_cast<size_t>(cap));
-    near_r2.resize(static_cast<size_t>(cap));
+    for (auto* v : {&r2, &cos, &fcjk, &dfcjk}) v->resize(static_cast<size_t>(cap));
     radial.resize(static_cast<size_t>(std::max<int64_t>(n_radial * cap, 1)));
     acc.resize(static_cast<size_t>(std::max<int64_t>(n_w, 1)));
     A.resize(static_cast<size_t>(std::max<int64_t>(n_zl, 1)));
@@ -140,26 +140,54 @@ inline T cos_pi_half(T u) {
   return c * v + T(1);
 }
 
-// f_c(r_jk) (and f_c') in the triplet loops. The cosine cutoff, the default, uses
-// cos(pi x) = -sin(pi (x - 1/2)) and sin(pi x) = cos(pi (x - 1/2)); the others are cutoff_function's.
+// Row p of the triplet loops: for every partner q > p, r_jk^2, cos theta and (G4) f_c(r_jk), f_c'(r_jk)
+// into arrays indexed by q, then the list of partners that contribute (r_jk < Rc for G4). The first
+// loop has no calls or branches for the cosine cutoff, so gcc vectorises it; the list is built
+// without branches (about half of the partners pass, a branch would mispredict constantly).
 template <typename T>
-inline void triplet_cutoff(CutoffFunction kind, T d, T rc, T& value, T& derivative) {
-  if (kind == CutoffFunction::Cosine) {
-    const bool inside = d < rc;
-    const T u = d / rc - T(0.5);
-    value = inside ? T(0.5) * (T(1) - sin_pi_half(u)) : T(0);
-    derivative = inside ? T(-0.5) * T(3.14159265358979323846) * cos_pi_half(u) / rc : T(0);
-    return;
+inline int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m, Scratch<T>& s) {
+  const T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(),
+          *__restrict D = s.d.data();
+  T *__restrict r2v = s.r2.data(), *__restrict cosv = s.cos.data(), *__restrict fcv = s.fcjk.data(),
+    *__restrict dfcv = s.dfcjk.data();
+  const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
+  const T rc = P.cutoff, rc2 = rc * rc;
+  const bool cosine = P.cutoff_fn == CutoffFunction::Cosine;
+#pragma omp simd
+  for (int64_t q = p + 1; q < m; ++q) {
+    const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
+    const T r2 = dx * dx + dy * dy + dz * dz;
+    r2v[q] = r2;
+    cosv[q] = (xp * X[q] + yp * Y[q] + zp * Z[q]) / (dp * D[q]);
   }
-  cutoff_function(kind, d, rc, value, derivative);
-}
-
-template <typename T>
-inline T triplet_cutoff_value(CutoffFunction kind, T d, T rc) {
-  if (kind == CutoffFunction::Cosine) return d < rc ? T(0.5) * (T(1) - sin_pi_half(d / rc - T(0.5))) : T(0);
-  T value, derivative;
-  cutoff_function(kind, d, rc, value, derivative);
-  return value;
+  if (with_jk && cosine) {
+    // cos(pi x) = -sin(pi (x - 1/2)) and sin(pi x) = cos(pi (x - 1/2)) for x = r_jk / Rc.
+    const T half_pi_over_rc = T(-0.5) * T(3.14159265358979323846) / rc;
+#pragma omp simd
+    for (int64_t q = p + 1; q < m; ++q) {
+      const T r2 = r2v[q];
+      const bool inside = r2 < rc2;
+      const T u = std::sqrt(r2) / rc - T(0.5);
+      fcv[q] = inside ? T(0.5) * (T(1) - sin_pi_half(u)) : T(0);
+    }
+    if (derivative) {
+#pragma omp simd
+      for (int64_t q = p + 1; q < m; ++q) {
+        const T r2 = r2v[q];
+        const T u = std::sqrt(r2) / rc - T(0.5);
+        dfcv[q] = r2 < rc2 ? half_pi_over_rc * cos_pi_half(u) : T(0);
+      }
+    }
+  } else if (with_jk) {
+    for (int64_t q = p + 1; q < m; ++q) cutoff_function(P.cutoff_fn, std::sqrt(r2v[q]), rc, fcv[q], dfcv[q]);
+  }
+  int64_t* near = s.near.data();
+  int64_t count = 0;
+  for (int64_t q = p + 1; q < m; ++q) {
+    near[count] = q;
+    count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
+  }
+  return count;
 }
 
 // Packs the entries of one centre (see Scratch) and, if out != nullptr, adds the G2 features.
@@ -212,7 +240,6 @@ void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64
   for (int64_t f = 0; f < P.n_features; ++f) out[f] = T(0);
   const int64_t m = pack_centre(P, n, vec, nbr, numbers, false, s, out);
   if (!P.any_angular() || m < 2) return;
-  const T rc2 = P.cutoff * P.cutoff;
   const int64_t cap = s.cap;
   T* A = s.A.data();
   int64_t row0 = 0;  // first radial row of the block
@@ -223,30 +250,17 @@ void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64
     T* acc = s.acc.data();
     for (int64_t k = 0; k < n_zl * n_eta; ++k) acc[k] = T(0);
     const T* R = s.radial.data() + row0 * cap;
-    const T *X = s.x.data(), *Y = s.y.data(), *Z = s.z.data(), *D = s.d.data();
-    int64_t* near = s.near.data();
-    T* near_r2 = s.near_r2.data();
+    const int64_t* near = s.near.data();
+    const T *r2v = s.r2.data(), *cosv = s.cos.data(), *fcv = s.fcjk.data();
     for (int64_t p = 0; p + 1 < m; ++p) {
-      const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
-      // Partners q > p; for G4 only those with r_jk < Rc, listed without branches (about half of
-      // the pairs pass, so a branch here would mispredict constantly).
-      int64_t count = 0;
-      for (int64_t q = p + 1; q < m; ++q) {
-        const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
-        const T r2 = dx * dx + dy * dy + dz * dz;
-        near[count] = q;
-        near_r2[count] = r2;
-        count += b.with_jk ? static_cast<int64_t>(r2 < rc2) : 1;
-      }
+      const int64_t count = triplet_row(P, b.with_jk, false, p, m, s);
       for (int64_t t = 0; t < count; ++t) {
         const int64_t q = near[t];
-        const T rjk2 = near_r2[t];
-        const T fcjk = b.with_jk ? triplet_cutoff_value(P.cutoff_fn, std::sqrt(rjk2), P.cutoff) : T(1);
-        const T cos_theta = (xp * X[q] + yp * Y[q] + zp * Z[q]) / (dp * D[q]);
-        angular_factors(b, cos_theta, A, static_cast<T*>(nullptr));
+        const T rjk2 = r2v[q];
+        angular_factors(b, cosv[q], A, static_cast<T*>(nullptr));
         for (int64_t e = 0; e < n_eta; ++e) {
           T E = R[e * cap + p] * R[e * cap + q];
-          if (b.with_jk) E *= std::exp(-b.eta[e] * rjk2) * fcjk;
+          if (b.with_jk) E *= std::exp(-b.eta[e] * rjk2) * fcv[q];
           for (int64_t zl = 0; zl < n_zl; ++zl) acc[zl * n_eta + e] += A[zl] * E;
         }
       }
@@ -289,11 +303,10 @@ void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int6
   const int64_t cap = s.cap;
   T *GX = s.gx.data(), *GY = s.gy.data(), *GZ = s.gz.data();
   for (int64_t k = 0; k < m; ++k) GX[k] = GY[k] = GZ[k] = T(0);
-  const T rc2 = P.cutoff * P.cutoff;
   const T *X = s.x.data(), *Y = s.y.data(), *Z = s.z.data(), *D = s.d.data();
   T *A = s.A.data(), *dA = s.dA.data(), *W = s.W.data(), *Bv = s.B.data(), *dBv = s.dB.data();
-  int64_t* near = s.near.data();
-  T* near_r2 = s.near_r2.data();
+  const int64_t* near = s.near.data();
+  const T *r2v = s.r2.data(), *fcv = s.fcjk.data(), *dfcv = s.dfcjk.data();
   int64_t row0 = 0;
   for (int blk = 0; blk < 2; ++blk) {
     const Angular<T>& b = P.block[blk];
@@ -312,22 +325,16 @@ void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int6
     for (int64_t p = 0; p + 1 < m; ++p) {
       const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
       T ga0 = T(0), ga1 = T(0), ga2 = T(0);
-      int64_t count = 0;
-      for (int64_t q = p + 1; q < m; ++q) {
-        const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
-        const T r2 = dx * dx + dy * dy + dz * dz;
-        near[count] = q;
-        near_r2[count] = r2;
-        count += b.with_jk ? static_cast<int64_t>(r2 < rc2) : 1;
-      }
+      const int64_t count = triplet_row(P, b.with_jk, true, p, m, s);
       for (int64_t t = 0; t < count; ++t) {
         const int64_t q = near[t];
         const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
         T rjk = T(0), fcjk = T(1), dfcjk = T(0), rjk2 = T(0);
         if (b.with_jk) {
-          rjk2 = near_r2[t];
+          rjk2 = r2v[q];
           rjk = std::sqrt(rjk2);
-          triplet_cutoff(P.cutoff_fn, rjk, P.cutoff, fcjk, dfcjk);
+          fcjk = fcv[q];
+          dfcjk = dfcv[q];
         }
         const T dq = D[q];
         const T inv_pq = T(1) / (dp * dq);
