@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <vector>
 
@@ -31,17 +32,363 @@ void check_index_values(const at::Tensor& row_ptr, const at::Tensor& neighbors_j
                 " is not an atom index in [0, ", n_atoms, ")");
 }
 
-// Runs `body(centre, cache, work)` over all centres with per-thread scratch buffers.
+// CPU-only restructuring of the maths of wacsf_math.h (same formulas, same per-column operations for
+// any parameter order). Per centre, the entries that can contribute are packed into contiguous
+// structure-of-arrays rows: coordinates, distance and the per-eta radial factors
+// R = Z f_c exp(-eta d^2) (and dR/dd for the backward). The triplet loop then streams through
+// these rows with unit stride, and pays only for sqrt, f_c(r_jk) and exp(-eta r_jk^2) per triplet,
+// and only where r_jk < Rc (G4) before any transcendental.
+template <typename T>
+struct Scratch {
+  int64_t cap = 0;               // rows reserved per array (max entries of a centre in the chunk)
+  int64_t n_radial = 0;          // eta rows of G4 followed by those of G5
+  std::vector<T> x, y, z, d, fc, dfc;
+  std::vector<T> radial, dradial;  // (n_radial, cap)
+  std::vector<T> gx, gy, gz;       // backward: dL/dvectors of the packed rows
+  std::vector<int64_t> index;      // packed row -> entry of the centre
+  std::vector<int64_t> near;       // contributing partners q of the current row p
+  std::vector<T> r2, cos, fcjk, dfcjk;  // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
+  std::vector<T> acc;              // forward: angular sums (n_zl, n_eta) per block
+  std::vector<T> A, dA, W;         // angular factors (n_zl) and folded gradient (n_zl, n_eta)
+  std::vector<T> B, dB;            // backward: per eta, sum_zl W A and W dA
+
+  Scratch(const Params<T>& P, int64_t max_n, bool backward) : cap(std::max<int64_t>(max_n, 1)) {
+    int64_t n_zl = 0, n_w = 0;
+    for (int blk = 0; blk < 2; ++blk) {
+      const Angular<T>& b = P.block[blk];
+      if (!b.active()) continue;
+      n_radial += b.n_eta;
+      n_zl = std::max(n_zl, b.n_zl());
+      n_w += b.n_zl() * b.n_eta;
+    }
+    for (auto* v : {&x, &y, &z, &d, &fc, &dfc}) v->resize(static_cast<size_t>(cap));
+    index.resize(static_cast<size_t>(cap));
+    near.resize(static_cast<size_t>(cap));
+    for (auto* v : {&r2, &cos, &fcjk, &dfcjk}) v->resize(static_cast<size_t>(cap));
+    radial.resize(static_cast<size_t>(std::max<int64_t>(n_radial * cap, 1)));
+    acc.resize(static_cast<size_t>(std::max<int64_t>(n_w, 1)));
+    A.resize(static_cast<size_t>(std::max<int64_t>(n_zl, 1)));
+    dA.resize(A.size());
+    if (backward) {
+      dradial.resize(radial.size());
+      for (auto* v : {&gx, &gy, &gz}) v->resize(static_cast<size_t>(cap));
+      W.resize(acc.size());
+      B.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1)));
+      dB.resize(B.size());
+    }
+  }
+};
+
+// Runs `body(centre, scratch)` over all centres with per-thread scratch buffers.
 template <typename scalar_t, typename Body>
-void for_each_centre(const Params<scalar_t>& P, const int64_t* ptr, int64_t n_atoms, Body body) {
+void for_each_centre(const Params<scalar_t>& P, const int64_t* ptr, int64_t n_atoms, bool backward, Body body) {
   // Triplet work grows as n^2 per centre, so small chunks keep the threads balanced.
   at::parallel_for(0, n_atoms, 4, [&](int64_t begin, int64_t end) {
     int64_t max_n = 0;
     for (int64_t i = begin; i < end; ++i) max_n = std::max(max_n, ptr[i + 1] - ptr[i]);
-    std::vector<scalar_t> cache(static_cast<size_t>(std::max<int64_t>(max_n * P.pair_stride, 1)));
-    std::vector<scalar_t> work(static_cast<size_t>(std::max<int64_t>(P.centre_stride, 1)));
-    for (int64_t i = begin; i < end; ++i) body(i, cache.data(), work.data());
+    Scratch<scalar_t> s(P, max_n, backward);
+    for (int64_t i = begin; i < end; ++i) body(i, s);
   });
+}
+
+// A_zl = 2^(1-zeta) (1 + lambda cos)^zeta (and dA/dcos) for all (zeta, lambda) of a block.
+template <typename T>
+inline void angular_factors(const Angular<T>& b, T cos_theta, T* A, T* dA) {
+  for (int64_t zi = 0; zi < b.n_zeta; ++zi)
+    for (int64_t li = 0; li < b.n_lambda; ++li) {
+      T value, derivative;
+      angular_factor(b, zi, li, cos_theta, value, derivative);
+      A[zi * b.n_lambda + li] = value;
+      if (dA != nullptr) dA[zi * b.n_lambda + li] = derivative;
+    }
+}
+
+// sin(pi u) and cos(pi u) for |u| <= 1/2 by their Taylor series (truncation below 2e-18, so the result
+// is within rounding of libm): inlined, branch-free, and several times cheaper than a cos call.
+template <typename T>
+inline T sin_pi_half(T u) {
+  const T v = u * u;
+  T s = T(5.392664662608129e-10);
+  s = s * v + T(-2.2948428997269873e-08);
+  s = s * v + T(7.952054001475513e-07);
+  s = s * v + T(-2.1915353447830217e-05);
+  s = s * v + T(0.00046630280576761255);
+  s = s * v + T(-0.0073704309457143504);
+  s = s * v + T(0.08214588661112823);
+  s = s * v + T(-0.5992645293207921);
+  s = s * v + T(2.5501640398773455);
+  s = s * v + T(-5.16771278004997);
+  s = s * v + T(3.141592653589793);
+  return s * u;
+}
+
+template <typename T>
+inline T cos_pi_half(T u) {
+  const T v = u * u;
+  T c = T(1.3768647280377414e-12);
+  c = c * v + T(-7.700707130601354e-11);
+  c = c * v + T(3.604730797462501e-09);
+  c = c * v + T(-1.3878952462213771e-07);
+  c = c * v + T(4.303069587032947e-06);
+  c = c * v + T(-0.0001046381049248457);
+  c = c * v + T(0.0019295743094039231);
+  c = c * v + T(-0.02580689139001406);
+  c = c * v + T(0.2353306303588932);
+  c = c * v + T(-1.3352627688545895);
+  c = c * v + T(4.0587121264167685);
+  c = c * v + T(-4.934802200544679);
+  return c * v + T(1);
+}
+
+// Row p of the triplet loops: for every partner q > p, r_jk^2, cos theta and (G4) f_c(r_jk), f_c'(r_jk)
+// into arrays indexed by q, then the list of partners that contribute (r_jk < Rc for G4). The first
+// loop has no calls or branches for the cosine cutoff, so gcc vectorises it; the list is built
+// without branches (about half of the partners pass, a branch would mispredict constantly).
+template <typename T>
+inline int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m, Scratch<T>& s) {
+  const T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(),
+          *__restrict D = s.d.data();
+  T *__restrict r2v = s.r2.data(), *__restrict cosv = s.cos.data(), *__restrict fcv = s.fcjk.data(),
+    *__restrict dfcv = s.dfcjk.data();
+  const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
+  const T rc = P.cutoff, rc2 = rc * rc;
+  const bool cosine = P.cutoff_fn == CutoffFunction::Cosine;
+#pragma omp simd
+  for (int64_t q = p + 1; q < m; ++q) {
+    const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
+    const T r2 = dx * dx + dy * dy + dz * dz;
+    r2v[q] = r2;
+    cosv[q] = (xp * X[q] + yp * Y[q] + zp * Z[q]) / (dp * D[q]);
+  }
+  if (with_jk && cosine) {
+    // cos(pi x) = -sin(pi (x - 1/2)) and sin(pi x) = cos(pi (x - 1/2)) for x = r_jk / Rc.
+    const T half_pi_over_rc = T(-0.5) * T(3.14159265358979323846) / rc;
+#pragma omp simd
+    for (int64_t q = p + 1; q < m; ++q) {
+      const T r2 = r2v[q];
+      const bool inside = r2 < rc2;
+      const T u = std::sqrt(r2) / rc - T(0.5);
+      fcv[q] = inside ? T(0.5) * (T(1) - sin_pi_half(u)) : T(0);
+    }
+    if (derivative) {
+#pragma omp simd
+      for (int64_t q = p + 1; q < m; ++q) {
+        const T r2 = r2v[q];
+        const T u = std::sqrt(r2) / rc - T(0.5);
+        dfcv[q] = r2 < rc2 ? half_pi_over_rc * cos_pi_half(u) : T(0);
+      }
+    }
+  } else if (with_jk) {
+    for (int64_t q = p + 1; q < m; ++q) cutoff_function(P.cutoff_fn, std::sqrt(r2v[q]), rc, fcv[q], dfcv[q]);
+  }
+  int64_t* near = s.near.data();
+  int64_t count = 0;
+  for (int64_t q = p + 1; q < m; ++q) {
+    near[count] = q;
+    count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
+  }
+  return count;
+}
+
+// Packs the entries of one centre (see Scratch) and, if out != nullptr, adds the G2 features.
+// Forward keeps entries with f_c != 0, backward those with f_c or f_c' != 0 (the set wacsf_math.h uses).
+template <typename T>
+int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                    bool backward, Scratch<T>& s, T* out) {
+  int64_t m = 0;
+  const int64_t cap = s.cap;
+  for (int64_t p = 0; p < n; ++p) {
+    const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
+    const T d = std::sqrt(x * x + y * y + z * z);
+    T fc, dfc;
+    cutoff_function(P.cutoff_fn, d, P.cutoff, fc, dfc);
+    const T weight = static_cast<T>(numbers[nbr[p]]);
+    if (out != nullptr && fc != T(0)) {
+      for (int64_t a = 0; a < P.n_g2_eta; ++a)
+        for (int64_t r = 0; r < P.n_g2_rs; ++r) {
+          const T t = d - P.g2_rs[r];
+          out[a * P.n_g2_rs + r] += weight * std::exp(-P.g2_eta[a] * t * t) * fc;
+        }
+    }
+    if (d == T(0) || (backward ? (fc == T(0) && dfc == T(0)) : fc == T(0))) continue;
+    s.x[m] = x;
+    s.y[m] = y;
+    s.z[m] = z;
+    s.d[m] = d;
+    s.fc[m] = fc;
+    s.dfc[m] = dfc;
+    s.index[m] = p;
+    int64_t row = 0;
+    for (int blk = 0; blk < 2; ++blk) {
+      const Angular<T>& b = P.block[blk];
+      if (!b.active()) continue;
+      for (int64_t e = 0; e < b.n_eta; ++e, ++row) {
+        const T g = weight * std::exp(-b.eta[e] * d * d);
+        s.radial[row * cap + m] = g * fc;
+        if (backward) s.dradial[row * cap + m] = g * (dfc - T(2) * b.eta[e] * d * fc);
+      }
+    }
+    ++m;
+  }
+  return m;
+}
+
+// Features of one centre: out (n_features) is overwritten.
+template <typename T>
+void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                        Scratch<T>& s, T* out) {
+  for (int64_t f = 0; f < P.n_features; ++f) out[f] = T(0);
+  const int64_t m = pack_centre(P, n, vec, nbr, numbers, false, s, out);
+  if (!P.any_angular() || m < 2) return;
+  const int64_t cap = s.cap;
+  T* A = s.A.data();
+  int64_t row0 = 0;  // first radial row of the block
+  for (int blk = 0; blk < 2; ++blk) {
+    const Angular<T>& b = P.block[blk];
+    if (!b.active()) continue;
+    const int64_t n_eta = b.n_eta, n_zl = b.n_zl();
+    T* acc = s.acc.data();
+    for (int64_t k = 0; k < n_zl * n_eta; ++k) acc[k] = T(0);
+    const T* R = s.radial.data() + row0 * cap;
+    const int64_t* near = s.near.data();
+    const T *r2v = s.r2.data(), *cosv = s.cos.data(), *fcv = s.fcjk.data();
+    for (int64_t p = 0; p + 1 < m; ++p) {
+      const int64_t count = triplet_row(P, b.with_jk, false, p, m, s);
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t q = near[t];
+        const T rjk2 = r2v[q];
+        angular_factors(b, cosv[q], A, static_cast<T*>(nullptr));
+        for (int64_t e = 0; e < n_eta; ++e) {
+          T E = R[e * cap + p] * R[e * cap + q];
+          if (b.with_jk) E *= std::exp(-b.eta[e] * rjk2) * fcv[q];
+          for (int64_t zl = 0; zl < n_zl; ++zl) acc[zl * n_eta + e] += A[zl] * E;
+        }
+      }
+    }
+    // Rs enters as the constant factor exp(m eta Rs^2).
+    T* block_out = out + b.column;
+    for (int64_t zl = 0; zl < n_zl; ++zl)
+      for (int64_t e = 0; e < n_eta; ++e)
+        for (int64_t r = 0; r < b.n_rs; ++r)
+          block_out[(zl * n_eta + e) * b.n_rs + r] = acc[zl * n_eta + e] * b.rs_factor[e * b.n_rs + r];
+    row0 += n_eta;
+  }
+}
+
+// dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
+template <typename T>
+void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                         const T* grad_out, Scratch<T>& s, T* grad) {
+  for (int64_t k = 0; k < 3 * n; ++k) grad[k] = T(0);
+  const int64_t m = pack_centre(P, n, vec, nbr, numbers, true, s, static_cast<T*>(nullptr));
+  // G2: dG2/dd = Z exp(-eta t^2) (f_c' - 2 eta t f_c), t = d - Rs. Computed over all entries as in
+  // wacsf_math.h (the packed rows are exactly the entries that contribute).
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t p = s.index[k];
+    const T d = s.d[k], fc = s.fc[k], dfc = s.dfc[k];
+    const T weight = static_cast<T>(numbers[nbr[p]]);
+    T gd = T(0);
+    for (int64_t a = 0; a < P.n_g2_eta; ++a)
+      for (int64_t r = 0; r < P.n_g2_rs; ++r) {
+        const T t = d - P.g2_rs[r];
+        const T eta = P.g2_eta[a];
+        gd += grad_out[a * P.n_g2_rs + r] * weight * std::exp(-eta * t * t) * (dfc - T(2) * eta * t * fc);
+      }
+    const T sc = gd / d;
+    grad[3 * p] = sc * vec[3 * p];
+    grad[3 * p + 1] = sc * vec[3 * p + 1];
+    grad[3 * p + 2] = sc * vec[3 * p + 2];
+  }
+  if (!P.any_angular() || m < 2) return;
+  const int64_t cap = s.cap;
+  T *GX = s.gx.data(), *GY = s.gy.data(), *GZ = s.gz.data();
+  for (int64_t k = 0; k < m; ++k) GX[k] = GY[k] = GZ[k] = T(0);
+  const T *X = s.x.data(), *Y = s.y.data(), *Z = s.z.data(), *D = s.d.data();
+  T *A = s.A.data(), *dA = s.dA.data(), *W = s.W.data(), *Bv = s.B.data(), *dBv = s.dB.data();
+  const int64_t* near = s.near.data();
+  const T *r2v = s.r2.data(), *fcv = s.fcjk.data(), *dfcv = s.dfcjk.data();
+  int64_t row0 = 0;
+  for (int blk = 0; blk < 2; ++blk) {
+    const Angular<T>& b = P.block[blk];
+    if (!b.active()) continue;
+    const int64_t n_eta = b.n_eta, n_zl = b.n_zl();
+    // W[zl, e] = sum_Rs dL/dG[zl, e, Rs] exp(m eta Rs^2): the incoming gradient folded over Rs.
+    const T* g = grad_out + b.column;
+    for (int64_t zl = 0; zl < n_zl; ++zl)
+      for (int64_t e = 0; e < n_eta; ++e) {
+        T sum = T(0);
+        for (int64_t r = 0; r < b.n_rs; ++r) sum += g[(zl * n_eta + e) * b.n_rs + r] * b.rs_factor[e * b.n_rs + r];
+        W[zl * n_eta + e] = sum;
+      }
+    const T* R = s.radial.data() + row0 * cap;
+    const T* dR = s.dradial.data() + row0 * cap;
+    for (int64_t p = 0; p + 1 < m; ++p) {
+      const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
+      T ga0 = T(0), ga1 = T(0), ga2 = T(0);
+      const int64_t count = triplet_row(P, b.with_jk, true, p, m, s);
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t q = near[t];
+        const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
+        T rjk = T(0), fcjk = T(1), dfcjk = T(0), rjk2 = T(0);
+        if (b.with_jk) {
+          rjk2 = r2v[q];
+          rjk = std::sqrt(rjk2);
+          fcjk = fcv[q];
+          dfcjk = dfcv[q];
+        }
+        const T dq = D[q];
+        const T inv_pq = T(1) / (dp * dq);
+        const T cos_theta = (xp * X[q] + yp * Y[q] + zp * Z[q]) * inv_pq;
+        angular_factors(b, cos_theta, A, dA);
+        for (int64_t e = 0; e < n_eta; ++e) {
+          T Bs = T(0), dBs = T(0);
+          for (int64_t zl = 0; zl < n_zl; ++zl) {
+            const T w = W[zl * n_eta + e];
+            Bs += w * A[zl];
+            dBs += w * dA[zl];
+          }
+          Bv[e] = Bs;
+          dBv[e] = dBs;
+        }
+        // Coefficients of dcos, dr_ij, dr_ik, dr_jk in the triplet's contribution to dL.
+        T s_cos = T(0), s_p = T(0), s_q = T(0), s_jk = T(0);
+        for (int64_t e = 0; e < n_eta; ++e) {
+          T Xf = T(1), dXf = T(0);
+          if (b.with_jk) {
+            const T ex = std::exp(-b.eta[e] * rjk2);
+            Xf = ex * fcjk;
+            dXf = ex * (dfcjk - T(2) * b.eta[e] * rjk * fcjk);
+          }
+          const T rp = R[e * cap + p], drp = dR[e * cap + p], rq = R[e * cap + q], drq = dR[e * cap + q];
+          s_cos += dBv[e] * rp * rq * Xf;
+          s_p += Bv[e] * drp * rq * Xf;
+          s_q += Bv[e] * rp * drq * Xf;
+          s_jk += Bv[e] * rp * rq * dXf;
+        }
+        // dcos/da = b/(|a||b|) - cos a/|a|^2, dr_jk/da = -(b - a)/r_jk, and symmetrically for b.
+        const T cp_a = -s_cos * cos_theta / (dp * dp) + s_p / dp;
+        const T cq_b = -s_cos * cos_theta / (dq * dq) + s_q / dq;
+        const T cross = s_cos * inv_pq;
+        const T jk = rjk > T(0) ? s_jk / rjk : T(0);
+        ga0 += cp_a * xp + cross * X[q] - jk * dx;
+        ga1 += cp_a * yp + cross * Y[q] - jk * dy;
+        ga2 += cp_a * zp + cross * Z[q] - jk * dz;
+        GX[q] += cq_b * X[q] + cross * xp + jk * dx;
+        GY[q] += cq_b * Y[q] + cross * yp + jk * dy;
+        GZ[q] += cq_b * Z[q] + cross * zp + jk * dz;
+      }
+      GX[p] += ga0;
+      GY[p] += ga1;
+      GZ[p] += ga2;
+    }
+    row0 += n_eta;
+  }
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t p = s.index[k];
+    grad[3 * p] += GX[k];
+    grad[3 * p + 1] += GY[k];
+    grad[3 * p + 2] += GZ[k];
+  }
 }
 
 at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
@@ -64,9 +411,9 @@ at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
     const int64_t* z = numbers.data_ptr<int64_t>();
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    for_each_centre<scalar_t>(P, ptr, n_atoms, [&](int64_t i, scalar_t* cache, scalar_t* work) {
+    for_each_centre<scalar_t>(P, ptr, n_atoms, false, [&](int64_t i, Scratch<scalar_t>& s) {
       const int64_t b = ptr[i];
-      centre_forward(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, cache, work, o + i * P.n_features);
+      centre_forward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, s, o + i * P.n_features);
     });
   });
   return out;
@@ -95,9 +442,9 @@ at::Tensor wacsf_backward_cpu(const at::Tensor& grad_in, const at::Tensor& vecto
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gv = grad_vectors.data_ptr<scalar_t>();
-    for_each_centre<scalar_t>(P, ptr, n_atoms, [&](int64_t i, scalar_t* cache, scalar_t* work) {
+    for_each_centre<scalar_t>(P, ptr, n_atoms, true, [&](int64_t i, Scratch<scalar_t>& s) {
       const int64_t b = ptr[i];
-      centre_backward(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, cache, work, gv + 3 * b);
+      centre_backward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, s, gv + 3 * b);
     });
   });
   return grad_vectors;
