@@ -96,10 +96,15 @@ struct EntryList {
   }
   // Keeps the entries of src[b, e) with d2 <= r2 (src may be *this with b = 0: stable, in place).
   void filter(const EntryList& src, int64_t b, int64_t e, T r2) {
+    // raw pointers: the loop is the hottest scalar part and must not reload the vectors' members
+    const T *sx = src.x.data(), *sy = src.y.data(), *sz = src.z.data(), *sd = src.d2.data();
+    const int64_t* si = src.idx.data();
+    T *dx = x.data(), *dy = y.data(), *dz = z.data(), *dd = d2.data();
+    int64_t* di = idx.data();
     int64_t w = 0;
     for (int64_t q = b; q < e; ++q) {
-      const T d = src.d2[q];
-      x[w] = src.x[q]; y[w] = src.y[q]; z[w] = src.z[q]; d2[w] = d; idx[w] = src.idx[q];
+      const T d = sd[q];
+      dx[w] = sx[q]; dy[w] = sy[q]; dz[w] = sz[q]; dd[w] = d; di[w] = si[q];
       w += d <= r2 ? 1 : 0;
     }
     n = w;
