@@ -122,7 +122,7 @@ def improvement_plot(summary: dict, out_png) -> pathlib.Path | None:
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_ylabel("MAE reduction vs. baseline (%)")
-    ax.set_title("Fingerprint pre-training: improvement over training from scratch")
+    ax.set_title("Fingerprint pre-training vs. training from scratch", fontsize=11)
     ax.legend()
     fig.tight_layout()
     out_png = pathlib.Path(out_png)

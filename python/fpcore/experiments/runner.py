@@ -252,5 +252,5 @@ def run_experiment(config: dict, train_fn=run_training, progress: bool = True) -
 
 
 def _device(config: dict) -> str:
-    return str(config["trainer"].get("run", {}).get("device", "auto")) if isinstance(config["trainer"].get("run"), dict) \
-        else "auto"
+    # Validated by load_experiment_config: trainer.run, when present, is a mapping.
+    return str((config["trainer"].get("run") or {}).get("device") or "auto")
