@@ -5,6 +5,7 @@
   fpcore-train train     [--config cfg.yaml]                             fine-tuning from scratch (baseline)
   fpcore-train evaluate  runs/x/best.pt data.extxyz                      MAE, RMSE, R2 on a labelled set
   fpcore-train predict   runs/x/best.pt structures.extxyz -o pred.csv
+  fpcore-train experiment --config experiments/paper.yaml --scale cpu   pre-training arms vs. baseline, tasks x seeds
 
 The same command runs under `torchrun --nproc_per_node=N fpcore-train ...` (DDP).
 """
@@ -49,7 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     for s in (e, q):
         s.add_argument("--device", default="auto")
         s.add_argument("--batch-size", type=int, default=32)
+    x = sub.add_parser("experiment", help="the paper's protocol: pre-training arms vs. baseline over tasks and seeds")
+    x.add_argument("--config", default="experiments/paper.yaml", help="experiment YAML (default: %(default)s)")
+    x.add_argument("--scale", help="one of the config's scales (e.g. cpu, paper)")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an experiment key, e.g. --set seeds=[111] --set finetune.trainer.optim.epochs=5")
+    x.add_argument("--out", help="results folder (default: the config's out)")
+    x.add_argument("--data-root", help="folder the data paths are relative to (default: the config's data_root)")
     return p
+
+
+def _experiment(args) -> int:
+    from .experiments import load_experiment_config, run_experiment
+
+    config = load_experiment_config(args.config, scale=args.scale, overrides=args.set, data_root=args.data_root,
+                                    out=args.out)
+    summary = run_experiment(config)
+    if _is_main():
+        for arm, avg in summary.get("average_improvement", {}).items():
+            print(f"[fpcore-experiment] {arm}: average MAE reduction {avg['mean_pct']:+.1f}% over {avg['n_tasks']} task(s)")
+        for what, path in summary.get("files", {}).items():
+            print(f"[fpcore-experiment]   {what}: {path}")
+    return 0
 
 
 def _train(args) -> int:
@@ -120,7 +142,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .training import CheckpointError, ConfigError
 
-    handlers = {"pretrain": _train, "finetune": _train, "train": _train, "evaluate": _evaluate, "predict": _predict}
+    handlers = {"pretrain": _train, "finetune": _train, "train": _train, "evaluate": _evaluate, "predict": _predict,
+                "experiment": _experiment}
     try:
         return handlers[args.command](args)
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:

@@ -1,0 +1,149 @@
+"""Aggregation of experiment records into the paper's table, a summary and a bar chart (all written atomically)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import statistics
+
+
+def atomic_write_text(path, text: str) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(path, obj) -> pathlib.Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def improvement(baseline_mae: float, arm_mae: float) -> float:
+    """% MAE reduction relative to the baseline (positive: the arm is better)."""
+    if not baseline_mae or not math.isfinite(baseline_mae):
+        return float("nan")
+    return (baseline_mae - arm_mae) / baseline_mae * 100.0
+
+
+def aggregate(records: list[dict], arms: list[str], tasks: list[str], baseline: str | None) -> dict:
+    """Per task and arm: test-MAE mean/std over seeds; per task: % improvement of the mean MAE over the baseline's;
+    per arm: the improvement averaged over the tasks where both it and the baseline have results."""
+    per_task: dict = {}
+    for task in tasks:
+        rows = [r for r in records if r["task"] == task]
+        if not rows:
+            continue
+        entry = {"target": rows[0]["target"], "arms": {}, "improvement_pct": {}}
+        for arm in arms:
+            maes = [float(r["test_mae"]) for r in sorted(rows, key=lambda r: r["seed"]) if r["arm"] == arm]
+            if maes:
+                entry["arms"][arm] = {"mean": statistics.fmean(maes),
+                                      "std": statistics.stdev(maes) if len(maes) > 1 else 0.0,
+                                      "n": len(maes), "test_mae": maes,
+                                      "seeds": sorted(r["seed"] for r in rows if r["arm"] == arm)}
+        if baseline in entry["arms"]:
+            base = entry["arms"][baseline]["mean"]
+            for arm in arms:
+                if arm != baseline and arm in entry["arms"]:
+                    entry["improvement_pct"][arm] = improvement(base, entry["arms"][arm]["mean"])
+        per_task[task] = entry
+    average = {}
+    for arm in arms:
+        if arm == baseline:
+            continue
+        values = [e["improvement_pct"][arm] for e in per_task.values()
+                  if arm in e["improvement_pct"] and math.isfinite(e["improvement_pct"][arm])]
+        if values:
+            average[arm] = {"mean_pct": statistics.fmean(values), "n_tasks": len(values),
+                            "min_pct": min(values), "max_pct": max(values)}
+    return {"baseline": baseline, "arms": arms, "tasks": per_task, "average_improvement": average}
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    a = abs(x)
+    return f"{x:.3g}" if a >= 100 or a == 0 else (f"{x:.4f}" if a < 0.01 else f"{x:.4g}")
+
+
+def table_markdown(summary: dict, title: str = "") -> str:
+    arms, base = summary["arms"], summary["baseline"]
+    others = [a for a in arms if a != base]
+    head = ["task", "target"] + [f"{a} MAE" for a in arms] + [f"{a} %" for a in others if base is not None]
+    lines = [f"# {title}" if title else "# Pre-training benefit", "",
+             "Test MAE of the best-validation checkpoint, mean ± std over seeds; `%` = (baseline − arm) / baseline × 100 "
+             "of the mean MAEs (positive: pre-training helps).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task, entry in summary["tasks"].items():
+        cells = [task, entry["target"]]
+        for a in arms:
+            s = entry["arms"].get(a)
+            cells.append(f"{_fmt(s['mean'])} ± {_fmt(s['std'])} (n={s['n']})" if s else "—")
+        if base is not None:
+            for a in others:
+                p = entry["improvement_pct"].get(a)
+                cells.append(f"{p:+.1f}" if p is not None and math.isfinite(p) else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    if base is not None:
+        avg = summary["average_improvement"]
+        cells = ["**average**", ""] + [""] * len(arms)
+        cells += [f"**{avg[a]['mean_pct']:+.1f}**" if a in avg else "—" for a in others]
+        lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Average improvement over tasks: " + (", ".join(
+            f"{a} {avg[a]['mean_pct']:+.1f}% ({avg[a]['n_tasks']} tasks, {avg[a]['min_pct']:+.1f} to "
+            f"{avg[a]['max_pct']:+.1f})" for a in others if a in avg) or "n/a") + ".",
+            "Paper (Tab. 2, ET backbone, 11 tasks): EAD 16.9%, wACSF 16.8%, GMP 15.2%."]
+    return "\n".join(lines) + "\n"
+
+
+def improvement_plot(summary: dict, out_png) -> pathlib.Path | None:
+    base = summary["baseline"]
+    others = [a for a in summary["arms"] if a != base]
+    tasks = [t for t, e in summary["tasks"].items() if e["improvement_pct"]]
+    if base is None or not others or not tasks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(others)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(tasks) + 2), 4.5))
+    for k, arm in enumerate(others):
+        xs = [i + (k - (len(others) - 1) / 2) * width for i in range(len(tasks))]
+        ys = [summary["tasks"][t]["improvement_pct"].get(arm, float("nan")) for t in tasks]
+        avg = summary["average_improvement"].get(arm, {}).get("mean_pct", float("nan"))
+        ax.bar(xs, ys, width=width, label=f"{arm} (avg {avg:+.1f}%)")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks, rotation=30, ha="right")
+    ax.set_ylabel("MAE reduction vs. baseline (%)")
+    ax.set_title("Fingerprint pre-training vs. training from scratch", fontsize=11)
+    ax.legend()
+    fig.tight_layout()
+    out_png = pathlib.Path(out_png)
+    tmp = out_png.with_name(f".{out_png.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+    return out_png
+
+
+def write_reports(out_dir, records: list[dict], arms, tasks, baseline, extra: dict | None = None,
+                  plot: bool = True) -> dict:
+    out_dir = pathlib.Path(out_dir)
+    summary = aggregate(records, arms, tasks, baseline)
+    summary.update(extra or {})
+    files = {"results": str(atomic_write_json(out_dir / "results.json", records)),
+             "table": str(atomic_write_text(out_dir / "table.md", table_markdown(summary, extra and extra.get("title"))))}
+    if plot:
+        png = improvement_plot(summary, out_dir / "improvement.png")
+        if png is not None:
+            files["plot"] = str(png)
+    summary["files"] = files
+    files["summary"] = str(atomic_write_json(out_dir / "summary.json", summary))
+    return summary

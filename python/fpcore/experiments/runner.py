@@ -1,0 +1,256 @@
+"""The paper's protocol: per arm one pre-training, then per task and seed one fine-tuning with identical budgets.
+
+Layout of the results folder:
+  pretrain/<arm>/                      fpcore-train pretrain run (reused when COMPLETED)
+  finetune/<task>/<arm>/seed<seed>/    fpcore-train finetune (or train for the baseline) run
+  splits/<task>_seed<seed>.json        the split every arm of that seed uses (indices into the task's data set)
+  results.json, table.md, summary.json, improvement.png, experiment.yaml
+A run folder with COMPLETED is never redone; one with last.pt resumes; anything else starts over.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from ..data import StructureDataset, load_dataset, random_split
+from ..data._flat import FlatStructures
+from ..training import COMPLETED, run_training
+from ..training import distributed as D
+from .config import dump, resolve_path, trainer_config
+from .report import atomic_write_json, atomic_write_text, write_reports
+
+RECORD = "experiment_record.json"
+
+
+def subset_dataset(dataset: StructureDataset, indices) -> StructureDataset:
+    """A new StructureDataset holding only `indices` (in that order), so that data.idx, the target cache and the
+    trainer all see a plain 0..n-1 data set."""
+    f = dataset._flat
+    idx = np.asarray(indices, dtype=np.int64)
+    offsets = np.asarray(f.offsets)
+    counts = offsets[idx + 1] - offsets[idx]
+    new_offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    atoms = np.repeat(offsets[idx] - new_offsets[:-1], counts) + np.arange(int(new_offsets[-1]))
+    flat = FlatStructures(
+        numbers=np.asarray(f.numbers)[atoms], positions=np.asarray(f.positions[atoms], dtype=np.float64),
+        offsets=new_offsets, cells=np.asarray(f.cells)[idx], pbc=np.asarray(f.pbc)[idx],
+        y=None if f.y is None else np.asarray(f.y)[idx], ids=[f.ids[i] for i in idx.tolist()],
+        target_names=list(f.target_names), origins=[(dataset.source, 0, len(idx))])
+    return StructureDataset(flat, source=f"{dataset.source} (subset of {len(idx)})")
+
+
+def subsample(dataset: StructureDataset, max_structures, seed: int) -> StructureDataset:
+    if max_structures is None or max_structures >= len(dataset):
+        return dataset
+    keep = np.sort(np.random.RandomState(int(seed) % 2**32).permutation(len(dataset))[:max_structures])
+    return subset_dataset(dataset, keep)
+
+
+def _write_split(path: pathlib.Path, n: int, fractions, seed: int) -> pathlib.Path:
+    split = random_split(n, fractions, seed=seed)
+    atomic_write_json(path, {k: v.tolist() for k, v in split.items()} | {"n": n, "seed": seed, "fractions": fractions})
+    return path
+
+
+def _wall_from_metrics(run_dir: pathlib.Path) -> float:
+    try:
+        with open(run_dir / "metrics.csv", newline="") as fh:
+            return float(sum(float(r["time_s"]) for r in csv.DictReader(fh)))
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+
+
+class Experiment:
+    """Runs (or resumes) an experiment described by a config from load_experiment_config.
+
+    `train_fn` is run_training by default; tests pass a counting wrapper.
+    """
+
+    def __init__(self, config: dict, train_fn=run_training, progress: bool = True, log=None):
+        self.config = config
+        self.out = pathlib.Path(config["out"])
+        self.train_fn = train_fn
+        self.progress = progress
+        self.log = log or (lambda msg: print(f"[fpcore-experiment] {msg}", file=sys.stderr, flush=True))
+        self.arms = config["run_arms"]
+        self.tasks = config["run_tasks"]
+        self.baseline = config["baseline_arm"] if config["baseline_arm"] in self.arms else None
+        self.records: list[dict] = []
+        self.pretrain_records: dict[str, dict] = {}
+        self._datasets: dict = {}
+        # Resolve every data path first: a missing file fails now, not hours into the run.
+        self.task_sources = {t: resolve_path(config, config["tasks"][t]["source"]) for t in self.tasks}
+        self.pretrain_source = (resolve_path(config, config["pretrain"]["source"])
+                                if any(config["arms"][a] is not None for a in self.arms) else None)
+
+    # ------------------------------------------------------------------------------------------- plan
+    def plan(self) -> list[tuple]:
+        runs = [("pretrain", arm) for arm in self.arms if self.config["arms"][arm] is not None]
+        runs += [("finetune", task, arm, seed) for task in self.tasks for seed in self.config["seeds"]
+                 for arm in self.arms]
+        return runs
+
+    def pretrain_dir(self, arm: str) -> pathlib.Path:
+        return self.out / "pretrain" / arm
+
+    def finetune_dir(self, task: str, arm: str, seed: int) -> pathlib.Path:
+        return self.out / "finetune" / task / arm / f"seed{seed}"
+
+    # ------------------------------------------------------------------------------------------- data
+    def _pretrain_data(self) -> StructureDataset:
+        if "pretrain" not in self._datasets:
+            pre = self.config["pretrain"]
+            full = load_dataset(self.pretrain_source, targets=None, progress=self.progress)
+            self._datasets["pretrain"] = subsample(full, pre["max_structures"], self.config["subsample_seed"])
+        return self._datasets["pretrain"]
+
+    def _task_data(self, task: str) -> StructureDataset:
+        if task not in self._datasets:
+            spec = self.config["tasks"][task]
+            full = load_dataset(self.task_sources[task], targets=[spec["target"]], progress=self.progress)
+            self._datasets[task] = subsample(full, spec.get("max_structures"), self.config["subsample_seed"])
+        return self._datasets[task]
+
+    # ------------------------------------------------------------------------------------------- runs
+    def _train(self, kind, cfg, run_dir: pathlib.Path, dataset, init_from=None) -> tuple[dict, float, str]:
+        """(summary, wall seconds of this call, status) for one run folder, skipping or resuming as needed."""
+        info = D.DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+        D.barrier(info)
+        if (run_dir / COMPLETED).is_file() and (run_dir / "summary.json").is_file():
+            return json.loads((run_dir / "summary.json").read_text()), 0.0, "skipped"
+        resume = (run_dir / "last.pt").is_file()
+        t0 = time.perf_counter()
+        summary = self.train_fn(kind, cfg, run_dir=run_dir, init_from=None if resume else init_from, resume=resume,
+                                overwrite=not resume, dataset=dataset)
+        return summary, time.perf_counter() - t0, "resumed" if resume else "ran"
+
+    def run_pretrain(self, arm: str) -> dict:
+        pre = self.config["pretrain"]
+        run_dir = self.pretrain_dir(arm)
+        dataset = self._pretrain_data()
+        split_file = _write_split(self.out / "splits" / "pretrain.json", len(dataset), pre["split"],
+                                  self.config["subsample_seed"])
+        cfg = trainer_config(self.config, "pretrain", {
+            "data": {"source": self.pretrain_source, "targets": None, "split_file": str(split_file)},
+            "descriptor": {"fingerprints": self.config["arms"][arm]},
+            "run": {"dir": str(run_dir)}})
+        summary, wall, status = self._train("pretrain", cfg, run_dir, dataset)
+        record = {"arm": arm, "best_val_mae": summary.get("best_val_mae"), "epochs": summary.get("epochs_run"),
+                  "best_epoch": summary.get("best_epoch"), "n_structures": summary.get("n_structures"),
+                  "wall_s": self._wall(run_dir, wall, status), "checkpoint": str(run_dir / "best.pt"), "status": status}
+        self._save_record(run_dir, record, status)
+        self.pretrain_records[arm] = self._load_record(run_dir, record)
+        return self.pretrain_records[arm]
+
+    def run_finetune(self, task: str, arm: str, seed: int) -> dict:
+        spec = self.config["tasks"][task]
+        dataset = self._task_data(task)
+        split_file = self.out / "splits" / f"{task}_seed{seed}.json"
+        _write_split(split_file, len(dataset), self.config["split"], seed)
+        run_dir = self.finetune_dir(task, arm, seed)
+        cfg = trainer_config(self.config, "finetune", {
+            "data": {"source": self.task_sources[task], "targets": [spec["target"]], "split_file": str(split_file)},
+            "run": {"dir": str(run_dir), "seed": int(seed)}})
+        init_from = None
+        if self.config["arms"][arm] is not None:
+            init_from = self.pretrain_dir(arm) / "best.pt"
+            if not (self.pretrain_dir(arm) / COMPLETED).is_file():
+                raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
+        summary, wall, status = self._train("finetune", cfg, run_dir, dataset, init_from=init_from)
+        if "test_mae" not in summary:
+            raise RuntimeError(f"{run_dir}: the run has no test MAE (empty test split?)")
+        n = summary.get("n_structures", {})
+        record = {"task": task, "target": spec["target"], "arm": arm, "seed": int(seed),
+                  "test_mae": float(summary["test_mae"]), "val_mae": float(summary["best_val_mae"]),
+                  "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+                  "stopped_early": summary.get("stopped_early"), "n_train": n.get("train"), "n_val": n.get("val"),
+                  "n_test": n.get("test"), "wall_s": self._wall(run_dir, wall, status), "run_dir": str(run_dir),
+                  "init_from": str(init_from) if init_from else None, "status": status}
+        self._save_record(run_dir, record, status)
+        return self._load_record(run_dir, record)
+
+    def _wall(self, run_dir, wall, status) -> float:
+        return wall if status == "ran" else _wall_from_metrics(run_dir)
+
+    def _save_record(self, run_dir: pathlib.Path, record: dict, status: str) -> None:
+        if status != "skipped" and self._is_main():
+            atomic_write_json(run_dir / RECORD, record)
+
+    @staticmethod
+    def _load_record(run_dir: pathlib.Path, fallback: dict) -> dict:
+        path = run_dir / RECORD
+        if fallback["status"] == "skipped" and path.is_file():
+            saved = json.loads(path.read_text())
+            saved["status"] = "skipped"
+            return saved
+        return fallback
+
+    @staticmethod
+    def _is_main() -> bool:
+        return int(os.environ.get("RANK", "0")) == 0
+
+    # ------------------------------------------------------------------------------------------- all
+    def reports(self) -> dict:
+        extra = {"title": f"Fingerprint pre-training vs. training from scratch (scale {self.config['scale']})",
+                 "scale": self.config["scale"], "seeds": self.config["seeds"],
+                 "pretrain": self.pretrain_records,
+                 "total_wall_s": sum(r["wall_s"] for r in [*self.records, *self.pretrain_records.values()]
+                                     if math.isfinite(r["wall_s"]))}
+        if not self._is_main():
+            return extra
+        return write_reports(self.out, self.records, self.arms, self.tasks, self.baseline, extra,
+                             plot=bool(self.config["plot"]))
+
+    def run(self) -> dict:
+        plan = self.plan()
+        if self._is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "experiment.yaml", dump(self.config))
+        iterator = plan
+        bar = None
+        if self.progress and self._is_main():
+            from tqdm.auto import tqdm
+
+            bar = iterator = tqdm(plan, desc="experiment", unit="run", dynamic_ncols=True)
+        for item in iterator:
+            name = "/".join(str(x) for x in item)
+            if bar is not None:
+                bar.set_description(name)
+            if item[0] == "pretrain":
+                rec = self.run_pretrain(item[1])
+                msg = f"{name}: {rec['status']}, val MAE {rec['best_val_mae']:.4g}, {rec['wall_s']:.0f} s"
+            else:
+                rec = self.run_finetune(*item[1:])
+                self.records.append(rec)
+                if self._is_main():
+                    atomic_write_json(self.out / "results.json", self.records)
+                msg = (f"{name}: {rec['status']}, test MAE {rec['test_mae']:.4g} (val {rec['val_mae']:.4g}, "
+                       f"{rec['epochs']} epochs, {rec['wall_s']:.0f} s)")
+            if self._is_main():
+                (bar.write if bar is not None else self.log)(f"[fpcore-experiment] {msg}")
+        if bar is not None:
+            bar.close()
+        return self.reports()
+
+
+def run_experiment(config: dict, train_fn=run_training, progress: bool = True) -> dict:
+    """Runs the experiment; under torchrun every rank calls this (each run is DDP), rank 0 writes the reports."""
+    info, _ = D.setup(_device(config))
+    try:
+        return Experiment(config, train_fn=train_fn, progress=progress).run()
+    finally:
+        D.teardown(info)
+
+
+def _device(config: dict) -> str:
+    # Validated by load_experiment_config: trainer.run, when present, is a mapping.
+    return str((config["trainer"].get("run") or {}).get("device") or "auto")

@@ -1,0 +1,190 @@
+import json
+import math
+import pathlib
+
+import pytest
+import yaml
+
+from fpcore.cli import main
+from fpcore.experiments import Experiment, aggregate, improvement, load_experiment_config, table_markdown
+from fpcore.experiments.runner import subset_dataset
+from fpcore.training import COMPLETED, ConfigError, run_training
+
+from ..training.tiny_data import structures, write_extxyz
+
+PAPER_YAML = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "paper.yaml"
+
+
+def tiny_config(root: pathlib.Path, **extra) -> pathlib.Path:
+    """Two arms (baseline, a small wACSF), one task, two seeds, one epoch, on tiny EMT data under `root`."""
+    (root / "data").mkdir(exist_ok=True)
+    write_extxyz(root / "data" / "corpus.extxyz", structures(16, seed=1))
+    write_extxyz(root / "data" / "task.extxyz", structures(15, seed=2))
+    cfg = {
+        "data_root": str(root / "data"),
+        "arms": {"baseline": None,
+                 "wacsf": [{"name": "WACSF", "kwargs": {"cutoff": 3.5, "g2_eta": [0.5, 2.0], "g2_rs": [0.0],
+                                                        "g4_eta": [0.05], "g4_lambda": [1.0], "g4_zeta": [1.0]}}]},
+        "tasks": {"emt": {"source": "task.extxyz", "target": "energy_per_atom"},
+                  "other": {"source": "missing/none.extxyz.gz", "target": "x"}},
+        "run_tasks": ["emt"],
+        "seeds": [111, 222],
+        "pretrain": {"source": "corpus.extxyz", "max_structures": 12, "split": [0.75, 0.25, 0.0],
+                     "trainer": {"optim": {"epochs": 1}}},
+        "trainer": {"model": {"backbone": "SchNet", "backbone_kwargs": {"hidden": 16, "n_layers": 2, "n_rbf": 8},
+                              "cutoff": 4.0, "head_hidden": 16},
+                    "data": {"batch_size": 4, "cache_dir": str(root / "cache")},
+                    "run": {"progress": False, "device": "cpu"}},
+        "finetune": {"trainer": {"optim": {"epochs": 2}, "run": {"plots": False}}},
+    }
+    cfg.update(extra)
+    path = root / "exp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Counting:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, kind, config, **kwargs):
+        self.calls.append((kind, str(kwargs["run_dir"]), kwargs.get("resume"), kwargs.get("init_from")))
+        return run_training(kind, config, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    path = tiny_config(root)
+    out = root / "results"
+    assert main(["experiment", "--config", str(path), "--out", str(out)]) == 0
+    return root, path, out
+
+
+def test_end_to_end_outputs(finished):
+    root, _, out = finished
+    for name in ("results.json", "table.md", "summary.json", "improvement.png", "experiment.yaml",
+                 "splits/emt_seed111.json"):
+        assert (out / name).is_file(), name
+    records = json.loads((out / "results.json").read_text())
+    assert sorted((r["arm"], r["seed"]) for r in records) == [("baseline", 111), ("baseline", 222),
+                                                              ("wacsf", 111), ("wacsf", 222)]
+    for r in records:
+        assert r["task"] == "emt" and r["target"] == "energy_per_atom"
+        assert r["test_mae"] > 0 and r["val_mae"] > 0 and r["epochs"] == 2 and r["wall_s"] > 0
+        assert (r["n_train"], r["n_val"], r["n_test"]) == (9, 3, 3)  # 60/20/20 of 15
+        # The test MAE is the trainer's, of the best-validation checkpoint.
+        summary = json.loads((pathlib.Path(r["run_dir"]) / "summary.json").read_text())
+        assert r["test_mae"] == pytest.approx(summary["test_mae"])
+        assert (r["init_from"] is None) == (r["arm"] == "baseline")
+    # The same split for every arm of a seed, another for another seed.
+    splits = {(r["arm"], r["seed"]): json.loads((pathlib.Path(r["run_dir"]) / "split.json").read_text())
+              for r in records}
+    assert splits["baseline", 111] == splits["wacsf", 111]
+    assert splits["baseline", 111]["test"] != splits["baseline", 222]["test"]
+    # Pre-training used the 12-structure subsample, 9/3 split.
+    pre = json.loads((out / "pretrain" / "wacsf" / "summary.json").read_text())
+    assert pre["n_structures"] == {"train": 9, "val": 3, "test": 0}
+
+    summary = json.loads((out / "summary.json").read_text())
+    base = [r["test_mae"] for r in records if r["arm"] == "baseline"]
+    arm = [r["test_mae"] for r in records if r["arm"] == "wacsf"]
+    want = (sum(base) / 2 - sum(arm) / 2) / (sum(base) / 2) * 100
+    assert summary["tasks"]["emt"]["improvement_pct"]["wacsf"] == pytest.approx(want)
+    assert summary["average_improvement"]["wacsf"]["mean_pct"] == pytest.approx(want)
+    assert f"{want:+.1f}" in (out / "table.md").read_text()
+
+
+def test_resume_skips_finished_runs(finished):
+    root, path, out = finished
+    config = load_experiment_config(path, out=out)
+    counter = Counting()
+    Experiment(config, train_fn=counter, progress=False).run()
+    assert counter.calls == []
+    # An interrupted run (no COMPLETED, last.pt present) resumes; the others stay untouched.
+    victim = out / "finetune" / "emt" / "wacsf" / "seed222"
+    (victim / COMPLETED).unlink()
+    untouched = out / "finetune" / "emt" / "baseline" / "seed111" / "best.pt"
+    mtime = untouched.stat().st_mtime_ns
+    records = Experiment(config, train_fn=counter, progress=False).run()
+    assert [(c[0], c[1], c[2]) for c in counter.calls] == [("finetune", str(victim), True)]
+    assert untouched.stat().st_mtime_ns == mtime
+    assert (victim / COMPLETED).is_file()
+    assert len(json.loads((out / "results.json").read_text())) == 4
+    assert "wacsf" in records["average_improvement"]
+
+
+def test_improvement_and_table_maths():
+    records = []
+    for task, base, arm in (("a", [2.0, 4.0], [1.0, 2.0]), ("b", [10.0, 10.0], [11.0, 13.0])):
+        for seed, (mb, ma) in enumerate(zip(base, arm)):
+            records.append({"task": task, "target": "y", "arm": "baseline", "seed": seed, "test_mae": mb})
+            records.append({"task": task, "target": "y", "arm": "ead", "seed": seed, "test_mae": ma})
+    s = aggregate(records, ["baseline", "ead"], ["a", "b"], "baseline")
+    assert s["tasks"]["a"]["arms"]["baseline"]["mean"] == 3.0
+    assert s["tasks"]["a"]["arms"]["baseline"]["std"] == pytest.approx(math.sqrt(2.0))  # sample std over seeds
+    assert s["tasks"]["a"]["improvement_pct"]["ead"] == pytest.approx(50.0)    # (3 - 1.5) / 3
+    assert s["tasks"]["b"]["improvement_pct"]["ead"] == pytest.approx(-20.0)   # (10 - 12) / 10
+    assert s["average_improvement"]["ead"]["mean_pct"] == pytest.approx(15.0)  # mean over tasks
+    assert improvement(4.0, 3.0) == pytest.approx(25.0)
+    table = table_markdown(s)
+    assert "| a | y | 3 ± 1.414 (n=2) | 1.5 ± 0.7071 (n=2) | +50.0 |" in table
+    assert "**+15.0**" in table
+
+
+def test_subset_dataset_keeps_structures(tmp_path):
+    from fpcore.data import load_dataset
+
+    path = write_extxyz(tmp_path / "s.extxyz", structures(7))
+    ds = load_dataset(path, ["energy_per_atom"], cache_dir=False, progress=False)
+    sub = subset_dataset(ds, [5, 1, 3])
+    assert len(sub) == 3 and sub.ids == [ds.ids[5], ds.ids[1], ds.ids[3]]
+    for k, i in enumerate([5, 1, 3]):
+        a, b = sub[k], ds[i]
+        assert (a.pos == b.pos).all() and (a.z == b.z).all() and (a.cell == b.cell).all() and (a.y == b.y).all()
+        assert a.idx == k
+
+
+def test_bad_configs(tmp_path):
+    path = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match="unknown task.*nope"):
+        load_experiment_config(path, overrides=["run_tasks=[nope]"])
+    with pytest.raises(ConfigError, match="unknown arm"):
+        load_experiment_config(path, overrides=["run_arms=[baseline, gmpp]"])
+    with pytest.raises(ConfigError, match="unknown experiment key .colour"):
+        load_experiment_config(path, overrides=["colour=red"])
+    with pytest.raises(ConfigError, match="optim.epoch"):
+        load_experiment_config(path, overrides=["finetune.trainer.optim.epoch=3"])
+    with pytest.raises(ConfigError, match="set by the experiment"):
+        load_experiment_config(path, overrides=["trainer.data.split=[0.5, 0.25, 0.25]"])
+    with pytest.raises(ConfigError, match="split"):
+        load_experiment_config(path, overrides=["split=[0.5, 0.2, 0.2]"])
+    with pytest.raises(ConfigError, match="unknown scale"):
+        load_experiment_config(path, scale="gpu")
+    config = load_experiment_config(path, overrides=["run_tasks=[emt, other]"])
+    with pytest.raises(FileNotFoundError, match=r"missing/none\.extxyz\.gz"):
+        Experiment(config, progress=False)
+    assert main(["experiment", "--config", str(path), "--set", "run_tasks=[emt, other]", "--out",
+                 str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_paper_config_scales(shared_dir):
+    data_root = shared_dir / "data"
+    if not data_root.is_dir():
+        pytest.skip("shared data absent")
+    cpu = load_experiment_config(PAPER_YAML, scale="cpu", data_root=data_root)
+    paper = load_experiment_config(PAPER_YAML, scale="paper", data_root=data_root)
+    assert cpu["seeds"] == [111, 222, 333] and paper["seeds"] == [111, 222, 333, 444, 555]
+    assert cpu["run_arms"] == paper["run_arms"] == ["baseline", "wacsf", "gmp", "ead"]
+    assert len(paper["run_tasks"]) == 9
+    assert paper["trainer"]["model"]["backbone"] == "et"
+    # Every data file of both scales exists (resolved without running anything).
+    for config in (cpu, paper):
+        exp = Experiment(config, progress=False)
+        assert len(exp.plan()) == 3 + 4 * len(config["run_tasks"]) * len(config["seeds"])
+    # Arms have similar feature counts (~20), so no arm wins by predicting more targets.
+    from fpcore.training import TargetFingerprints
+
+    sizes = {arm: TargetFingerprints(paper["arms"][arm]).n_features for arm in ("wacsf", "gmp", "ead")}
+    assert all(18 <= n <= 24 for n in sizes.values()), sizes
