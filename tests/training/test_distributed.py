@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+import fpcore
 from fpcore.training import load_checkpoint
 
 from .tiny_data import MODEL_SETS, TOY_FINGERPRINTS, structures, write_extxyz
@@ -15,7 +16,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def torchrun(tmp_path, args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]), OMP_NUM_THREADS="1")
+    # The workers must import the same fpcore as this process: the installed package in CI, python/ in a dev tree.
+    package_parent = pathlib.Path(fpcore.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(package_parent), str(ROOT)]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            str(pathlib.Path(__file__).with_name("ddp_script.py")), str(ROOT), str(tmp_path), "-", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
