@@ -37,6 +37,7 @@ WACSF_PARAMS = dict(g2_eta=[0.3, 0.8, 1.6], g2_rs=[0.0, 2.0], g4_eta=[0.02, 0.08
                     g4_zeta=[1.0, 2.0], g4_rs=[0.0])
 EAD_PARAMS = dict(L=2, eta=[0.4, 1.2], rs=[0.0, 1.0, 2.0, 3.0])
 GMP_SIGMAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+GMP_SCALING_MAX_ATOMS = 20_000
 
 
 def machine_name() -> str:
@@ -293,6 +294,10 @@ def main(argv=None) -> int:
                        forward_s=seconds, atoms_per_s=n_atoms / seconds)
         torch.set_num_threads(1 if args.device == "cpu" else all_threads)
         for label, atoms in scaling:
+            if name == "gmp" and len(atoms) > GMP_SCALING_MAX_ATOMS:
+                notes.append(f"gmp scaling stops at {GMP_SCALING_MAX_ATOMS} atoms: with sigmas up to 2 A the search radius "
+                             "is ~17 A (~1,700 pairs per atom), so 108k atoms would hold ~190M pairs")
+                continue
             t_f, t_fb = fpcore_timers(descriptor, [atoms], args.device, max(1, repeats // 3))
             record(descriptor=name, case=f"scaling_{len(atoms)}", code="fpcore", device=args.device,
                    threads=torch.get_num_threads(), atoms=len(atoms), forward_s=t_f, forward_backward_s=t_fb,
