@@ -10,6 +10,7 @@
 #include <atomic>
 #include <vector>
 
+#include "common/vector_math.h"
 #include "descriptors/wacsf_params.h"
 
 namespace fpcore {
@@ -39,18 +40,27 @@ void check_index_values(const at::Tensor& row_ptr, const at::Tensor& neighbors_j
 // these rows with unit stride, and pays only for sqrt, f_c(r_jk) and exp(-eta r_jk^2) per triplet,
 // and only where r_jk < Rc (G4) before any transcendental.
 template <typename T>
+constexpr int64_t kLanes = 32 / static_cast<int64_t>(sizeof(T));  // one 256-bit register
+
+template <typename T>
 struct Scratch {
   int64_t cap = 0;               // rows reserved per array (max entries of a centre in the chunk)
   int64_t n_radial = 0;          // eta rows of G4 followed by those of G5
-  std::vector<T> x, y, z, d, fc, dfc;
+  std::vector<T> x, y, z, d, fc, dfc, wt;  // wt: Z_j (forward)
   std::vector<T> radial, dradial;  // (n_radial, cap)
   std::vector<T> gx, gy, gz;       // backward: dL/dvectors of the packed rows
+  std::vector<T> exjk;             // backward: exp(-eta r_jk^2) of row p, (n_eta, cap)
   std::vector<int64_t> index;      // packed row -> entry of the centre
   std::vector<int64_t> near;       // contributing partners q of the current row p
   std::vector<T> r2, cos, fcjk, dfcjk;  // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
   std::vector<T> acc;              // forward: angular sums (n_zl, n_eta) per block
   std::vector<T> A, dA, W;         // angular factors (n_zl) and folded gradient (n_zl, n_eta)
   std::vector<T> B, dB;            // backward: per eta, sum_zl W A and W dA
+  // forward, compacted partners t of row p (padded to whole lanes): cos, r_jk^2, weight (f_c(r_jk),
+  // 1 for G5, 0 for padding), partner row, per-eta triplet factors E (n_eta, lcap), A and its powers
+  std::vector<T> ccos, cr2, cw, E, Av, base, pw;
+  std::vector<int64_t> cq;
+  int64_t lcap = 0;
 
   Scratch(const Params<T>& P, int64_t max_n, bool backward) : cap(std::max<int64_t>(max_n, 1)) {
     int64_t n_zl = 0, n_w = 0;
@@ -61,10 +71,16 @@ struct Scratch {
       n_zl = std::max(n_zl, b.n_zl());
       n_w += b.n_zl() * b.n_eta;
     }
-    for (auto* v : {&x, &y, &z, &d, &fc, &dfc}) v->resize(static_cast<size_t>(cap));
+    lcap = (cap + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+    for (auto* v : {&x, &y, &z, &d, &fc, &dfc, &wt}) v->resize(static_cast<size_t>(lcap));
     index.resize(static_cast<size_t>(cap));
     near.resize(static_cast<size_t>(cap));
     for (auto* v : {&r2, &cos, &fcjk, &dfcjk}) v->resize(static_cast<size_t>(cap));
+    if (!backward) {
+      for (auto* v : {&ccos, &cr2, &cw, &Av, &base, &pw}) v->resize(static_cast<size_t>(lcap));
+      cq.resize(static_cast<size_t>(lcap));
+      E.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
+    }
     radial.resize(static_cast<size_t>(std::max<int64_t>(n_radial * cap, 1)));
     acc.resize(static_cast<size_t>(std::max<int64_t>(n_w, 1)));
     A.resize(static_cast<size_t>(std::max<int64_t>(n_zl, 1)));
@@ -72,6 +88,7 @@ struct Scratch {
     if (backward) {
       dradial.resize(radial.size());
       for (auto* v : {&gx, &gy, &gz}) v->resize(static_cast<size_t>(cap));
+      exjk.resize(radial.size());
       W.resize(acc.size());
       B.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1)));
       dB.resize(B.size());
@@ -79,21 +96,21 @@ struct Scratch {
   }
 };
 
-// Runs `body(centre, scratch)` over all centres with per-thread scratch buffers.
+// Runs `body(begin, end, scratch)` over chunks of centres with per-thread scratch buffers.
 template <typename scalar_t, typename Body>
-void for_each_centre(const Params<scalar_t>& P, const int64_t* ptr, int64_t n_atoms, bool backward, Body body) {
+void for_each_chunk(const Params<scalar_t>& P, const int64_t* ptr, int64_t n_atoms, bool backward, Body body) {
   // Triplet work grows as n^2 per centre, so small chunks keep the threads balanced.
   at::parallel_for(0, n_atoms, 4, [&](int64_t begin, int64_t end) {
     int64_t max_n = 0;
     for (int64_t i = begin; i < end; ++i) max_n = std::max(max_n, ptr[i + 1] - ptr[i]);
     Scratch<scalar_t> s(P, max_n, backward);
-    for (int64_t i = begin; i < end; ++i) body(i, s);
+    body(begin, end, s);
   });
 }
 
 // A_zl = 2^(1-zeta) (1 + lambda cos)^zeta (and dA/dcos) for all (zeta, lambda) of a block.
 template <typename T>
-inline void angular_factors(const Angular<T>& b, T cos_theta, T* A, T* dA) {
+FPCORE_INLINE void angular_factors(const Angular<T>& b, T cos_theta, T* A, T* dA) {
   for (int64_t zi = 0; zi < b.n_zeta; ++zi)
     for (int64_t li = 0; li < b.n_lambda; ++li) {
       T value, derivative;
@@ -106,7 +123,7 @@ inline void angular_factors(const Angular<T>& b, T cos_theta, T* A, T* dA) {
 // sin(pi u) and cos(pi u) for |u| <= 1/2 by their Taylor series (truncation below 2e-18, so the result
 // is within rounding of libm): inlined, branch-free, and several times cheaper than a cos call.
 template <typename T>
-inline T sin_pi_half(T u) {
+FPCORE_INLINE T sin_pi_half(T u) {
   const T v = u * u;
   T s = T(5.392664662608129e-10);
   s = s * v + T(-2.2948428997269873e-08);
@@ -123,7 +140,7 @@ inline T sin_pi_half(T u) {
 }
 
 template <typename T>
-inline T cos_pi_half(T u) {
+FPCORE_INLINE T cos_pi_half(T u) {
   const T v = u * u;
   T c = T(1.3768647280377414e-12);
   c = c * v + T(-7.700707130601354e-11);
@@ -143,9 +160,11 @@ inline T cos_pi_half(T u) {
 // Row p of the triplet loops: for every partner q > p, r_jk^2, cos theta and (G4) f_c(r_jk), f_c'(r_jk)
 // into arrays indexed by q, then the list of partners that contribute (r_jk < Rc for G4). The first
 // loop has no calls or branches for the cosine cutoff, so gcc vectorises it; the list is built
-// without branches (about half of the partners pass, a branch would mispredict constantly).
+// without branches (about half of the partners pass, a branch would mispredict constantly). With
+// `compact` (forward) the partners' values are packed instead and the padded count is returned.
 template <typename T>
-inline int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m, Scratch<T>& s) {
+FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m,
+                                  Scratch<T>& s, bool compact = false) {
   const T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(),
           *__restrict D = s.d.data();
   T *__restrict r2v = s.r2.data(), *__restrict cosv = s.cos.data(), *__restrict fcv = s.fcjk.data(),
@@ -181,6 +200,26 @@ inline int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, in
   } else if (with_jk) {
     for (int64_t q = p + 1; q < m; ++q) cutoff_function(P.cutoff_fn, std::sqrt(r2v[q]), rc, fcv[q], dfcv[q]);
   }
+  if (compact) {
+    // Forward: the contributing partners' values packed contiguously and padded to whole lanes with
+    // zero-weight entries, so the per-triplet loops run over full vectors with unit stride.
+    T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data();
+    int64_t* __restrict cq = s.cq.data();
+    int64_t count = 0;
+    for (int64_t q = p + 1; q < m; ++q) {
+      cc[count] = cosv[q];
+      cr[count] = r2v[q];
+      cw[count] = with_jk ? fcv[q] : T(1);
+      cq[count] = q;
+      count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
+    }
+    const int64_t padded = (count + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+    for (int64_t t = count; t < padded; ++t) {
+      cc[t] = cr[t] = cw[t] = T(0);
+      cq[t] = p;
+    }
+    return padded;
+  }
   int64_t* near = s.near.data();
   int64_t count = 0;
   for (int64_t q = p + 1; q < m; ++q) {
@@ -193,7 +232,7 @@ inline int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, in
 // Packs the entries of one centre (see Scratch) and, if out != nullptr, adds the G2 features.
 // Forward keeps entries with f_c != 0, backward those with f_c or f_c' != 0 (the set wacsf_math.h uses).
 template <typename T>
-int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+FPCORE_INLINE int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
                     bool backward, Scratch<T>& s, T* out) {
   int64_t m = 0;
   const int64_t cap = s.cap;
@@ -233,15 +272,97 @@ int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* 
   return m;
 }
 
-// Features of one centre: out (n_features) is overwritten.
+// Forward form of pack_centre (same packed rows, same G2 sums up to summation order): the scalar loop
+// only packs the entries with f_c != 0 (exactly the G2 terms), then the G2 terms and the radial rows
+// are unit-stride passes with exp_nonpositive; entries at d = 0 (no angle) are dropped afterwards.
 template <typename T>
-void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
-                        Scratch<T>& s, T* out) {
-  for (int64_t f = 0; f < P.n_features; ++f) out[f] = T(0);
-  const int64_t m = pack_centre(P, n, vec, nbr, numbers, false, s, out);
-  if (!P.any_angular() || m < 2) return;
+FPCORE_INLINE int64_t pack_centre_forward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
+                                          const int64_t* numbers, Scratch<T>& s, T* out) {
+  constexpr int64_t L = kLanes<T>;
   const int64_t cap = s.cap;
-  T* A = s.A.data();
+  T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(), *__restrict D = s.d.data(),
+    *__restrict FC = s.fc.data(), *__restrict DFC = s.dfc.data(), *__restrict W = s.wt.data();
+  int64_t* __restrict index = s.index.data();
+  int64_t m = 0;
+  for (int64_t p = 0; p < n; ++p) {
+    const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
+    const T d = std::sqrt(x * x + y * y + z * z);
+    T fc, dfc;
+    cutoff_function(P.cutoff_fn, d, P.cutoff, fc, dfc);
+    if (fc == T(0)) continue;
+    X[m] = x; Y[m] = y; Z[m] = z; D[m] = d; FC[m] = fc; DFC[m] = dfc;
+    W[m] = static_cast<T>(numbers[nbr[p]]);
+    index[m] = p;
+    ++m;
+  }
+  const int64_t padded = (m + L - 1) / L * L;
+  for (int64_t t = m; t < padded; ++t) X[t] = Y[t] = Z[t] = D[t] = FC[t] = DFC[t] = W[t] = T(0);
+  for (int64_t a = 0; a < P.n_g2_eta; ++a)
+    for (int64_t r = 0; r < P.n_g2_rs; ++r) {
+      const T eta = P.g2_eta[a], rs = P.g2_rs[r];
+      T lanes[L] = {};
+      if (eta >= T(0)) {
+        const T minus_eta = -eta;
+        for (int64_t t0 = 0; t0 < padded; t0 += L)
+          for (int64_t l = 0; l < L; ++l) {
+            const T t = D[t0 + l] - rs;
+            lanes[l] += W[t0 + l] * static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * t * t))) * FC[t0 + l];
+          }
+      } else {  // a growing exponential, outside exp_nonpositive's domain
+        for (int64_t t0 = 0; t0 < padded; t0 += L)
+          for (int64_t l = 0; l < L; ++l) {
+            const T t = D[t0 + l] - rs;
+            lanes[l] += W[t0 + l] * std::exp(-eta * t * t) * FC[t0 + l];
+          }
+      }
+      T sum = T(0);
+      for (int64_t l = 0; l < L; ++l) sum += lanes[l];
+      out[a * P.n_g2_rs + r] += sum;
+    }
+  int64_t k = 0;
+  for (int64_t t = 0; t < m; ++t) {
+    if (D[t] == T(0)) continue;  // rare (overlapping images): a branch that is always predicted
+    X[k] = X[t]; Y[k] = Y[t]; Z[k] = Z[t]; D[k] = D[t]; FC[k] = FC[t]; DFC[k] = DFC[t]; W[k] = W[t];
+    index[k] = index[t];
+    ++k;
+  }
+  m = k;
+  int64_t row = 0;
+  for (int blk = 0; blk < 2; ++blk) {
+    const Angular<T>& b = P.block[blk];
+    if (!b.active()) continue;
+    for (int64_t e = 0; e < b.n_eta; ++e, ++row) {
+      T* __restrict Rrow = s.radial.data() + row * cap;
+      const T eta = b.eta[e];
+      if (eta >= T(0)) {
+        const T minus_eta = -eta;
+        for (int64_t t = 0; t < m; ++t)
+          Rrow[t] = W[t] * static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * D[t] * D[t]))) * FC[t];
+      } else {
+        for (int64_t t = 0; t < m; ++t) Rrow[t] = W[t] * std::exp(-eta * D[t] * D[t]) * FC[t];
+      }
+    }
+  }
+  return m;
+}
+
+// Features of one centre: out (n_features) is overwritten. Per row p the contributing partners are
+// compacted (triplet_row), then every per-triplet quantity is a separate unit-stride pass over them:
+// E_e = R_e(p) R_e(q) exp(-eta_e r_jk^2) w (exp_nonpositive, vectorised), A_zl (int_pow's squarings as
+// whole-array passes, so the values are those of angular_factor), and the sums of A_zl E_e over
+// fixed-width lane arrays. Lanes sum in another order than wacsf_math.h: results agree to rounding.
+template <typename T>
+FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
+                                      const int64_t* numbers, Scratch<T>& s, T* out) {
+  constexpr int64_t L = kLanes<T>;
+  for (int64_t f = 0; f < P.n_features; ++f) out[f] = T(0);
+  const int64_t m = pack_centre_forward(P, n, vec, nbr, numbers, s, out);
+  if (!P.any_angular() || m < 2) return;
+  const int64_t cap = s.cap, lcap = s.lcap;
+  const T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data();
+  const int64_t* __restrict cq = s.cq.data();
+  T *__restrict E = s.E.data(), *__restrict Av = s.Av.data(), *__restrict base = s.base.data(),
+    *__restrict pw = s.pw.data();
   int64_t row0 = 0;  // first radial row of the block
   for (int blk = 0; blk < 2; ++blk) {
     const Angular<T>& b = P.block[blk];
@@ -250,20 +371,59 @@ void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64
     T* acc = s.acc.data();
     for (int64_t k = 0; k < n_zl * n_eta; ++k) acc[k] = T(0);
     const T* R = s.radial.data() + row0 * cap;
-    const int64_t* near = s.near.data();
-    const T *r2v = s.r2.data(), *cosv = s.cos.data(), *fcv = s.fcjk.data();
     for (int64_t p = 0; p + 1 < m; ++p) {
-      const int64_t count = triplet_row(P, b.with_jk, false, p, m, s);
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t q = near[t];
-        const T rjk2 = r2v[q];
-        angular_factors(b, cosv[q], A, static_cast<T*>(nullptr));
-        for (int64_t e = 0; e < n_eta; ++e) {
-          T E = R[e * cap + p] * R[e * cap + q];
-          if (b.with_jk) E *= std::exp(-b.eta[e] * rjk2) * fcv[q];
-          for (int64_t zl = 0; zl < n_zl; ++zl) acc[zl * n_eta + e] += A[zl] * E;
+      const int64_t K = triplet_row(P, b.with_jk, false, p, m, s, true);
+      if (K == 0) continue;
+      for (int64_t e = 0; e < n_eta; ++e) {
+        const T* __restrict Re = R + e * cap;
+        const T rp = Re[p];
+        T* __restrict Ee = E + e * lcap;
+        if (b.with_jk && b.eta[e] >= T(0)) {
+          const T minus_eta = -b.eta[e];
+          for (int64_t t = 0; t < K; ++t)
+            Ee[t] = static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * cr[t])));
+#pragma omp simd
+          for (int64_t t = 0; t < K; ++t) Ee[t] = rp * Re[cq[t]] * Ee[t] * cw[t];
+        } else if (b.with_jk) {  // eta < 0: a growing exponential, outside exp_nonpositive's domain
+          for (int64_t t = 0; t < K; ++t) Ee[t] = rp * Re[cq[t]] * std::exp(-b.eta[e] * cr[t]) * cw[t];
+        } else {
+          for (int64_t t = 0; t < K; ++t) Ee[t] = rp * Re[cq[t]] * cw[t];
         }
       }
+      for (int64_t zi = 0; zi < b.n_zeta; ++zi)
+        for (int64_t li = 0; li < b.n_lambda; ++li) {
+          const int64_t zl = zi * b.n_lambda + li;
+          const int64_t nz = static_cast<int64_t>(b.zeta_int[zi]);
+          if (nz > 0) {
+            const T lambda = b.lambda[li], pref = b.prefactor[zi];
+            for (int64_t t = 0; t < K; ++t) {
+              base[t] = T(1) + lambda * cc[t];
+              Av[t] = base[t];
+              pw[t] = T(1);
+            }
+            for (int64_t k = nz - 1; k > 0; k >>= 1) {
+              if (k & 1)
+                for (int64_t t = 0; t < K; ++t) pw[t] *= Av[t];
+              if (k > 1)
+                for (int64_t t = 0; t < K; ++t) Av[t] *= Av[t];
+            }
+            for (int64_t t = 0; t < K; ++t) Av[t] = pref * pw[t] * base[t];
+          } else {
+            for (int64_t t = 0; t < K; ++t) {
+              T unused;
+              angular_factor(b, zi, li, cc[t], Av[t], unused);
+            }
+          }
+          for (int64_t e = 0; e < n_eta; ++e) {
+            const T* __restrict Ee = E + e * lcap;
+            T lanes[L] = {};
+            for (int64_t t0 = 0; t0 < K; t0 += L)
+              for (int64_t l = 0; l < L; ++l) lanes[l] += Av[t0 + l] * Ee[t0 + l];
+            T sum = T(0);
+            for (int64_t l = 0; l < L; ++l) sum += lanes[l];
+            acc[zl * n_eta + e] += sum;
+          }
+        }
     }
     // Rs enters as the constant factor exp(m eta Rs^2).
     T* block_out = out + b.column;
@@ -277,7 +437,7 @@ void centre_forward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64
 
 // dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
 template <typename T>
-void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
                          const T* grad_out, Scratch<T>& s, T* grad) {
   for (int64_t k = 0; k < 3 * n; ++k) grad[k] = T(0);
   const int64_t m = pack_centre(P, n, vec, nbr, numbers, true, s, static_cast<T*>(nullptr));
@@ -326,6 +486,20 @@ void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int6
       const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
       T ga0 = T(0), ga1 = T(0), ga2 = T(0);
       const int64_t count = triplet_row(P, b.with_jk, true, p, m, s);
+      if (b.with_jk) {
+        // all partners, vectorised: cheaper than a scalar exp for the about half that contribute
+        for (int64_t e = 0; e < n_eta; ++e) {
+          T* __restrict ex = s.exjk.data() + e * cap;
+          const T eta = b.eta[e];
+          if (eta >= T(0)) {
+            const T minus_eta = -eta;
+            for (int64_t q = p + 1; q < m; ++q)
+              ex[q] = static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * r2v[q])));
+          } else {  // a growing exponential, outside exp_nonpositive's domain
+            for (int64_t q = p + 1; q < m; ++q) ex[q] = std::exp(-eta * r2v[q]);
+          }
+        }
+      }
       for (int64_t t = 0; t < count; ++t) {
         const int64_t q = near[t];
         const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
@@ -355,7 +529,7 @@ void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int6
         for (int64_t e = 0; e < n_eta; ++e) {
           T Xf = T(1), dXf = T(0);
           if (b.with_jk) {
-            const T ex = std::exp(-b.eta[e] * rjk2);
+            const T ex = s.exjk[e * cap + q];
             Xf = ex * fcjk;
             dXf = ex * (dfcjk - T(2) * b.eta[e] * rjk * fcjk);
           }
@@ -391,6 +565,29 @@ void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int6
   }
 }
 
+// The forward and backward over centres [begin, end), compiled per CPU level (target_clones): everything it calls
+// in the hot path is inlined so the AVX2 clone vectorises it all.
+#define FPCORE_WACSF_DEFINE(T)                                                                              \
+  FPCORE_CPU_CLONES void forward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr,          \
+                                       const int64_t* z, const T* vec, T* o, int64_t begin, int64_t end,   \
+                                       Scratch<T>& s) {                                                    \
+    for (int64_t i = begin; i < end; ++i) {                                                                \
+      const int64_t b = ptr[i];                                                                            \
+      centre_forward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, s, o + i * P.n_features);             \
+    }                                                                                                      \
+  }                                                                                                        \
+  FPCORE_CPU_CLONES void backward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr,         \
+                                        const int64_t* z, const T* vec, const T* g, T* gv, int64_t begin,  \
+                                        int64_t end, Scratch<T>& s) {                                      \
+    for (int64_t i = begin; i < end; ++i) {                                                                \
+      const int64_t b = ptr[i];                                                                            \
+      centre_backward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, s, gv + 3 * b); \
+    }                                                                                                      \
+  }
+FPCORE_WACSF_DEFINE(float)
+FPCORE_WACSF_DEFINE(double)
+#undef FPCORE_WACSF_DEFINE
+
 at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
                      const at::Tensor& numbers_in, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda,
                      List g4_eta, List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs,
@@ -411,9 +608,8 @@ at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
     const int64_t* z = numbers.data_ptr<int64_t>();
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    for_each_centre<scalar_t>(P, ptr, n_atoms, false, [&](int64_t i, Scratch<scalar_t>& s) {
-      const int64_t b = ptr[i];
-      centre_forward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, s, o + i * P.n_features);
+    for_each_chunk<scalar_t>(P, ptr, n_atoms, false, [&](int64_t begin, int64_t end, Scratch<scalar_t>& s) {
+      forward_range(P, ptr, nbr, z, vec, o, begin, end, s);
     });
   });
   return out;
@@ -442,9 +638,8 @@ at::Tensor wacsf_backward_cpu(const at::Tensor& grad_in, const at::Tensor& vecto
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gv = grad_vectors.data_ptr<scalar_t>();
-    for_each_centre<scalar_t>(P, ptr, n_atoms, true, [&](int64_t i, Scratch<scalar_t>& s) {
-      const int64_t b = ptr[i];
-      centre_backward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, s, gv + 3 * b);
+    for_each_chunk<scalar_t>(P, ptr, n_atoms, true, [&](int64_t begin, int64_t end, Scratch<scalar_t>& s) {
+      backward_range(P, ptr, nbr, z, vec, g, gv, begin, end, s);
     });
   });
   return grad_vectors;
