@@ -33,8 +33,14 @@ GMPFEATURIZER_PUBLISHED_ATOMS_PER_S = 860.0  # orders <= 3, 8 widths (published 
 CUTOFF = 6.0
 
 # The shared reference parameter sets, at the benchmark cutoff of 6 Angstrom.
-WACSF_PARAMS = dict(g2_eta=[0.3, 0.8, 1.6], g2_rs=[0.0, 2.0], g4_eta=[0.02, 0.08], g4_lambda=[-1.0, 1.0],
-                    g4_zeta=[1.0, 2.0], g4_rs=[0.0])
+WACSF_PARAMS = dict(
+    g2_eta=[0.3, 0.8, 1.6],
+    g2_rs=[0.0, 2.0],
+    g4_eta=[0.02, 0.08],
+    g4_lambda=[-1.0, 1.0],
+    g4_zeta=[1.0, 2.0],
+    g4_rs=[0.0],
+)
 EAD_PARAMS = dict(L=2, eta=[0.4, 1.2], rs=[0.0, 1.0, 2.0, 3.0])
 GMP_SIGMAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 GMP_SCALING_MAX_ATOMS = 20_000
@@ -102,8 +108,11 @@ def small_crystals(count: int = 300, seed: int = 0):
         lengths *= (volume / np.prod(lengths)) ** (1 / 3)
         cell = np.diag(lengths) + rng.uniform(-0.15, 0.15, (3, 3)) * lengths.mean()
         frac = rng.uniform(0.0, 1.0, (n, 3))
-        out.append(ase.Atoms(numbers=rng.choice([3, 8, 12, 13, 14, 26, 29], size=n), scaled_positions=frac,
-                             cell=cell, pbc=True))
+        out.append(
+            ase.Atoms(
+                numbers=rng.choice([3, 8, 12, 13, 14, 26, 29], size=n), scaled_positions=frac, cell=cell, pbc=True
+            )
+        )
     return out
 
 
@@ -156,9 +165,15 @@ def peer_pyxtal(name: str, structures, repeats: int):
             if name == "wacsf":
                 from pyxtal_ff.descriptors.ACSF import ACSF
 
-                params = {"G2": {"eta": WACSF_PARAMS["g2_eta"], "Rs": WACSF_PARAMS["g2_rs"]},
-                          "G4": {"eta": WACSF_PARAMS["g4_eta"], "lambda": WACSF_PARAMS["g4_lambda"],
-                                 "zeta": WACSF_PARAMS["g4_zeta"], "Rs": WACSF_PARAMS["g4_rs"]}}
+                params = {
+                    "G2": {"eta": WACSF_PARAMS["g2_eta"], "Rs": WACSF_PARAMS["g2_rs"]},
+                    "G4": {
+                        "eta": WACSF_PARAMS["g4_eta"],
+                        "lambda": WACSF_PARAMS["g4_lambda"],
+                        "zeta": WACSF_PARAMS["g4_zeta"],
+                        "Rs": WACSF_PARAMS["g4_rs"],
+                    },
+                }
                 calculator = ACSF(params, Rc=CUTOFF, derivative=False, stress=False, atom_weighted=True)
             else:
                 from pyxtal_ff.descriptors.EAD import EAD
@@ -187,8 +202,12 @@ def peer_dscribe(structures, repeats: int):
         return None, f"DScribe unavailable: {error}"
     species = sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
     g2 = [[eta, rs] for eta in WACSF_PARAMS["g2_eta"] for rs in WACSF_PARAMS["g2_rs"]]
-    g4 = [[eta, zeta, lam] for zeta in WACSF_PARAMS["g4_zeta"] for lam in WACSF_PARAMS["g4_lambda"]
-          for eta in WACSF_PARAMS["g4_eta"]]
+    g4 = [
+        [eta, zeta, lam]
+        for zeta in WACSF_PARAMS["g4_zeta"]
+        for lam in WACSF_PARAMS["g4_lambda"]
+        for eta in WACSF_PARAMS["g4_eta"]
+    ]
     acsf = ACSF(r_cut=CUTOFF, g2_params=g2, g4_params=g4, species=species, periodic=True)
 
     def run():
@@ -210,14 +229,17 @@ def peer_torchani(structures, repeats: int):
     species = sorted({int(z) for atoms in structures for z in atoms.numbers})
     # 6 radial and 8 angular functions, like the wACSF set: comparable work per pair and triplet. TorchANI
     # requires the angular cutoff to be strictly below the radial one.
-    aev = torchani.AEVComputer(radial=ANIRadial.cover_linearly(cutoff=CUTOFF, num_shifts=6),
-                               angular=ANIAngular.cover_linearly(cutoff=CUTOFF - 1e-6, num_shifts=2, num_sections=4),
-                               num_species=len(species)).double()
+    aev = torchani.AEVComputer(
+        radial=ANIRadial.cover_linearly(cutoff=CUTOFF, num_shifts=6),
+        angular=ANIAngular.cover_linearly(cutoff=CUTOFF - 1e-6, num_shifts=2, num_sections=4),
+        num_species=len(species),
+    ).double()
     inputs = []
     for atoms in structures:
         elem = torch.tensor([[species.index(int(z)) for z in atoms.numbers]])
-        inputs.append((elem, torch.tensor(atoms.positions).unsqueeze(0), torch.tensor(atoms.cell[:]),
-                       torch.tensor(atoms.pbc)))
+        inputs.append(
+            (elem, torch.tensor(atoms.positions).unsqueeze(0), torch.tensor(atoms.cell[:]), torch.tensor(atoms.pbc))
+        )
 
     def run():
         with torch.no_grad():
@@ -259,7 +281,9 @@ def main(argv=None) -> int:
 
     def record(**kw):
         records.append(kw)
-        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
+        print(
+            "  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True
+        )
 
     for name in args.descriptors.split(","):
         try:
@@ -274,9 +298,18 @@ def main(argv=None) -> int:
             for threads in thread_settings:
                 torch.set_num_threads(threads)
                 t_f, t_fb = fpcore_timers(descriptor, structures, args.device, repeats)
-                record(descriptor=name, case=case, code="fpcore", device=args.device, threads=threads, atoms=n_atoms,
-                       forward_s=t_f, forward_backward_s=t_fb, atoms_per_s=n_atoms / t_f,
-                       backward_ratio=t_fb / t_f)
+                record(
+                    descriptor=name,
+                    case=case,
+                    code="fpcore",
+                    device=args.device,
+                    threads=threads,
+                    atoms=n_atoms,
+                    forward_s=t_f,
+                    forward_backward_s=t_fb,
+                    atoms_per_s=n_atoms / t_f,
+                    backward_ratio=t_fb / t_f,
+                )
             torch.set_num_threads(1)
             if args.no_peers or args.device != "cpu":
                 continue
@@ -293,18 +326,37 @@ def main(argv=None) -> int:
                 if seconds is None:
                     notes.append(why)
                     continue
-                record(descriptor=name, case=case, code=peer, device="cpu", threads=1, atoms=n_atoms,
-                       forward_s=seconds, atoms_per_s=n_atoms / seconds)
+                record(
+                    descriptor=name,
+                    case=case,
+                    code=peer,
+                    device="cpu",
+                    threads=1,
+                    atoms=n_atoms,
+                    forward_s=seconds,
+                    atoms_per_s=n_atoms / seconds,
+                )
         torch.set_num_threads(1 if args.device == "cpu" else all_threads)
-        for label, atoms in scaling:
+        for _label, atoms in scaling:
             if name == "gmp" and len(atoms) > GMP_SCALING_MAX_ATOMS:
-                notes.append(f"gmp scaling stops at {GMP_SCALING_MAX_ATOMS} atoms: with sigmas up to 2 A the search radius "
-                             "is ~17 A (~1,700 pairs per atom), so 108k atoms would hold ~190M pairs")
+                notes.append(
+                    f"gmp scaling stops at {GMP_SCALING_MAX_ATOMS} atoms: with sigmas up to 2 A the search radius "
+                    "is ~17 A (~1,700 pairs per atom), so 108k atoms would hold ~190M pairs"
+                )
                 continue
             t_f, t_fb = fpcore_timers(descriptor, [atoms], args.device, max(1, repeats // 3))
-            record(descriptor=name, case=f"scaling_{len(atoms)}", code="fpcore", device=args.device,
-                   threads=torch.get_num_threads(), atoms=len(atoms), forward_s=t_f, forward_backward_s=t_fb,
-                   atoms_per_s=len(atoms) / t_f, backward_ratio=t_fb / t_f)
+            record(
+                descriptor=name,
+                case=f"scaling_{len(atoms)}",
+                code="fpcore",
+                device=args.device,
+                threads=torch.get_num_threads(),
+                atoms=len(atoms),
+                forward_s=t_f,
+                forward_backward_s=t_fb,
+                atoms_per_s=len(atoms) / t_f,
+                backward_ratio=t_fb / t_f,
+            )
     torch.set_num_threads(all_threads)
 
     summary = summarize(records)
@@ -313,9 +365,18 @@ def main(argv=None) -> int:
         print("note:", note)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.date.today().isoformat()
-    result = {"date": stamp, "machine": machine_name(), "device": args.device, "torch": torch.__version__,
-              "fpcore": fpcore.__version__, "cutoff": CUTOFF, "records": records, "notes": sorted(set(notes)),
-              "gmpfeaturizer_published_atoms_per_s": GMPFEATURIZER_PUBLISHED_ATOMS_PER_S, "table": summary}
+    result = {
+        "date": stamp,
+        "machine": machine_name(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "fpcore": fpcore.__version__,
+        "cutoff": CUTOFF,
+        "records": records,
+        "notes": sorted(set(notes)),
+        "gmpfeaturizer_published_atoms_per_s": GMPFEATURIZER_PUBLISHED_ATOMS_PER_S,
+        "table": summary,
+    }
     stem = f"descriptors_{args.device}"
     json_path = args.out / f"{stem}.json"
     tmp = json_path.with_suffix(".json.tmp")
@@ -328,8 +389,11 @@ def main(argv=None) -> int:
 
 def summarize(records) -> str:
     """Markdown table: fpcore atoms/s per case and thread count, and the ratio to each peer (single thread)."""
-    lines = ["| descriptor | case | atoms | fpcore 1 thread (atoms/s) | fpcore all cores (atoms/s) | fwd+bwd / fwd | "
-             "peer (1 thread) | peer atoms/s | fpcore / peer |", "|" + "---|" * 9]
+    lines = [
+        "| descriptor | case | atoms | fpcore 1 thread (atoms/s) | fpcore all cores (atoms/s) | fwd+bwd / fwd | "
+        "peer (1 thread) | peer atoms/s | fpcore / peer |",
+        "|" + "---|" * 9,
+    ]
     keys = sorted({(r["descriptor"], r["case"]) for r in records}, key=lambda k: (k[0], k[1]))
     for descriptor, case in keys:
         rows = [r for r in records if r["descriptor"] == descriptor and r["case"] == case]
@@ -341,13 +405,17 @@ def summarize(records) -> str:
         peers = [r for r in rows if r["code"] != "fpcore"]
         if descriptor == "gmp" and case == "cu256":
             peers = [{"code": "GMPFeaturizer (published)", "atoms_per_s": GMPFEATURIZER_PUBLISHED_ATOMS_PER_S}]
-        base = (f"| {descriptor} | {case} | {one['atoms']} | {one['atoms_per_s']:.3g} | {many['atoms_per_s']:.3g} | "
-                f"{one['backward_ratio']:.2f} |")
+        base = (
+            f"| {descriptor} | {case} | {one['atoms']} | {one['atoms_per_s']:.3g} | {many['atoms_per_s']:.3g} | "
+            f"{one['backward_ratio']:.2f} |"
+        )
         if not peers:
             lines.append(base + " - | - | - |")
         for peer in peers:
-            lines.append(base + f" {peer['code']} | {peer['atoms_per_s']:.3g} | "
-                         f"{one['atoms_per_s'] / peer['atoms_per_s']:.1f}x |")
+            lines.append(
+                base + f" {peer['code']} | {peer['atoms_per_s']:.3g} | "
+                f"{one['atoms_per_s'] / peer['atoms_per_s']:.1f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -359,14 +427,19 @@ def plot(records, path: pathlib.Path, machine: str, stamp: str) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     cases = [c for c in ("cu256", "triclinic128", "batch300")]
-    codes = sorted({(r["descriptor"], r["code"]) for r in records if r["case"] in cases and r["threads"] == 1},
-                   key=lambda k: (k[0], k[1] != "fpcore", k[1]))
+    codes = sorted(
+        {(r["descriptor"], r["code"]) for r in records if r["case"] in cases and r["threads"] == 1},
+        key=lambda k: (k[0], k[1] != "fpcore", k[1]),
+    )
     width = 0.8 / max(1, len(codes))
     for index, (descriptor, code) in enumerate(codes):
         values = []
         for case in cases:
-            match = [r["atoms_per_s"] for r in records if r["descriptor"] == descriptor and r["code"] == code
-                     and r["case"] == case and r["threads"] == 1]
+            match = [
+                r["atoms_per_s"]
+                for r in records
+                if r["descriptor"] == descriptor and r["code"] == code and r["case"] == case and r["threads"] == 1
+            ]
             values.append(match[0] if match else np.nan)
         left.bar(np.arange(len(cases)) + index * width, values, width, label=f"{descriptor}: {code}")
     left.set_xticks(np.arange(len(cases)) + 0.4 - width / 2, cases)
@@ -374,8 +447,11 @@ def plot(records, path: pathlib.Path, machine: str, stamp: str) -> None:
     left.set_ylabel("atoms / s (forward, 1 thread)")
     left.legend(fontsize=7)
     for descriptor in sorted({r["descriptor"] for r in records}):
-        points = sorted((r["atoms"], r["atoms_per_s"]) for r in records
-                        if r["descriptor"] == descriptor and r["case"].startswith("scaling_"))
+        points = sorted(
+            (r["atoms"], r["atoms_per_s"])
+            for r in records
+            if r["descriptor"] == descriptor and r["case"].startswith("scaling_")
+        )
         if points:
             right.plot(*zip(*points), "o-", label=descriptor)
     right.set_xscale("log")

@@ -141,7 +141,11 @@ def vesin_torch_runners(structures, cutoff, device):
     atoms_list = structures if isinstance(structures, list) else [structures]
     calculator = TorchNeighborList(cutoff=cutoff, full_list=True)
     prepared = [
-        (torch.tensor(a.positions, device=device), torch.tensor(a.cell[:], device=device), torch.tensor(a.pbc, device=device))
+        (
+            torch.tensor(a.positions, device=device),
+            torch.tensor(a.cell[:], device=device),
+            torch.tensor(a.pbc, device=device),
+        )
         for a in atoms_list
     ]
     return {"vesin-torch (ijS)": lambda: [calculator.compute(p, c, b, quantities="ijS") for p, c, b in prepared]}
@@ -161,8 +165,16 @@ def run_case(name, structures, cutoff, device, threads_label, budget, include_as
         if not include_ase:
             runners.pop("ase (ijS)")
     n_pairs = int(fpcore_runners(structures, cutoff, device)["fpcore op (ijS)"]()[0].shape[0])
-    result = {"case": name, "threads": threads_label, "device": device, "atoms": n_atoms, "pairs": n_pairs,
-              "cutoff": cutoff, "seconds": {}, "atoms_per_s": {}}
+    result = {
+        "case": name,
+        "threads": threads_label,
+        "device": device,
+        "atoms": n_atoms,
+        "pairs": n_pairs,
+        "cutoff": cutoff,
+        "seconds": {},
+        "atoms_per_s": {},
+    }
     for label, fn in runners.items():
         seconds = measure(fn, budget, sync=sync if label.startswith(("fpcore", "vesin-torch")) else None)
         result["seconds"][label] = seconds
@@ -183,8 +195,10 @@ def ratios(result):
 
 
 def print_result(result):
-    print(f"\n[{result['case']}] {result['atoms']} atoms, {result['pairs']} pairs, cutoff {result['cutoff']} A, "
-          f"threads={result['threads']}, device={result['device']}")
+    print(
+        f"\n[{result['case']}] {result['atoms']} atoms, {result['pairs']} pairs, cutoff {result['cutoff']} A, "
+        f"threads={result['threads']}, device={result['device']}"
+    )
     for label, rate in result["atoms_per_s"].items():
         print(f"  {label:<22s} {rate:14,.0f} atoms/s  {result['seconds'][label] * 1e3:10.3f} ms")
     for label, value in result["ratios"].items():
@@ -220,8 +234,9 @@ def main():
         for n in sizes:
             atoms = fcc_cu((n, n, n))
             # ASE is far slower than the rest: keep it to the small systems
-            result = run_case(f"d_scaling_{len(atoms)}", atoms, 5.0, args.device, threads,
-                              budget / 2, include_ase=len(atoms) <= 1000)
+            result = run_case(
+                f"d_scaling_{len(atoms)}", atoms, 5.0, args.device, threads, budget / 2, include_ase=len(atoms) <= 1000
+            )
             result["ratios"] = ratios(result)
             print_result(result)
             results.append(result)
@@ -229,9 +244,15 @@ def main():
     machine = socket.gethostname().split(".")[0] + ("-cuda" if args.device == "cuda" else "")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": machine, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "torch": torch.__version__, "vesin": getattr(vesin, "__version__", None),
-            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None, "quick": args.quick}
+    meta = {
+        "machine": machine,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "vesin": getattr(vesin, "__version__", None),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+        "quick": args.quick,
+    }
     json_path = out / f"neighbors_{machine}.json"
     json_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"\nwrote {json_path}")

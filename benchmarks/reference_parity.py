@@ -15,7 +15,6 @@ import pathlib
 import sys
 
 import numpy as np
-import torch
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -25,15 +24,29 @@ def build(set_name: str, params: dict, density: pathlib.Path):
 
     if set_name.startswith("wacsf"):
         g2, g4 = params.get("G2", {}), params.get("G4", {})
-        return fpcore.WACSF(cutoff=params["Rc"], cutoff_fn=params["cutoff"], g2_eta=g2["eta"], g2_rs=g2["Rs"],
-                            g4_eta=g4["eta"], g4_lambda=g4["lambda"], g4_zeta=g4["zeta"], g4_rs=g4["Rs"])
+        return fpcore.WACSF(
+            cutoff=params["Rc"],
+            cutoff_fn=params["cutoff"],
+            g2_eta=g2["eta"],
+            g2_rs=g2["Rs"],
+            g4_eta=g4["eta"],
+            g4_lambda=g4["lambda"],
+            g4_zeta=g4["zeta"],
+            g4_rs=g4["Rs"],
+        )
     if set_name.startswith("ead"):
-        return fpcore.EAD(cutoff=params["Rc"], cutoff_fn=params["cutoff"], L=params["L"], eta=params["eta"],
-                          rs=params["Rs"])
+        return fpcore.EAD(
+            cutoff=params["Rc"], cutoff_fn=params["cutoff"], L=params["L"], eta=params["eta"], rs=params["Rs"]
+        )
     if set_name.startswith("gmp"):
-        return fpcore.GMP(orders=params["orders"], sigmas=params["sigmas"], density=str(density),
-                          overlap_threshold=params["overlap_threshold"], square=params["square"],
-                          scaling_mode=params["scaling_mode"])
+        return fpcore.GMP(
+            orders=params["orders"],
+            sigmas=params["sigmas"],
+            density=str(density),
+            overlap_threshold=params["overlap_threshold"],
+            square=params["square"],
+            scaling_mode=params["scaling_mode"],
+        )
     raise ValueError(set_name)
 
 

@@ -12,8 +12,10 @@ from fpcore.training.trainer import tensor_digest
 from .training.tiny_data import MODEL_SETS, structures, write_extxyz
 
 # A real fpcore descriptor as the pre-training target (EAD joins once it is merged into main).
-FINGERPRINTS = ("descriptor.fingerprints=[{name: WACSF, kwargs: {cutoff: 3.5, g2_eta: [0.5, 2.0], g2_rs: [0.0], "
-                "g4_eta: [0.05], g4_lambda: [1.0], g4_zeta: [1.0]}}]")
+FINGERPRINTS = (
+    "descriptor.fingerprints=[{name: WACSF, kwargs: {cutoff: 3.5, g2_eta: [0.5, 2.0], g2_rs: [0.0], "
+    "g4_eta: [0.05], g4_lambda: [1.0], g4_zeta: [1.0]}}]"
+)
 
 
 def sets(*extra):
@@ -28,15 +30,35 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     data = write_extxyz(tmp / "tiny.extxyz", structures(12))
     assert main(["pretrain", "--run-dir", str(tmp / "pre"), *sets(f"data.source={data}", FINGERPRINTS)]) == 0
-    assert main(["finetune", "--from", str(tmp / "pre" / "best.pt"), "--run-dir", str(tmp / "ft"),
-                 *sets(f"data.source={data}", "run.plots=true")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                str(tmp / "pre" / "best.pt"),
+                "--run-dir",
+                str(tmp / "ft"),
+                *sets(f"data.source={data}", "run.plots=true"),
+            ]
+        )
+        == 0
+    )
     return tmp, data
 
 
 def test_pretrain_finetune_evaluate_predict(runs, capsys):
     tmp, data = runs
-    for name in ("config.yaml", "split.json", "metrics.csv", "best.pt", "last.pt", "summary.json", "COMPLETED",
-                 "learning_curves.png", "parity_test.png"):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "metrics.csv",
+        "best.pt",
+        "last.pt",
+        "summary.json",
+        "COMPLETED",
+        "learning_curves.png",
+        "parity_test.png",
+    ):
         assert (tmp / "ft" / name).exists(), name
     pre = load_checkpoint(tmp / "pre" / "best.pt", kind="pretrain")
     ft = load_checkpoint(tmp / "ft" / "best.pt", kind="finetune")
@@ -88,8 +110,19 @@ def test_bad_input_errors(argv, message, capsys, tmp_path, monkeypatch):
 def test_wrong_checkpoint_kind_and_missing_data(runs, capsys):
     tmp, data = runs
     # fine-tuning from a fine-tuned checkpoint, evaluating a pre-training one
-    assert main(["finetune", "--from", str(tmp / "ft" / "best.pt"), "--run-dir", str(tmp / "x"),
-                 *sets(f"data.source={data}")]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                str(tmp / "ft" / "best.pt"),
+                "--run-dir",
+                str(tmp / "x"),
+                *sets(f"data.source={data}"),
+            ]
+        )
+        == 2
+    )
     assert "is a 'finetune' checkpoint, but a 'pretrain' checkpoint is needed" in capsys.readouterr().err
     assert main(["evaluate", str(tmp / "pre" / "best.pt"), str(data)]) == 2
     assert "is a 'pretrain' checkpoint" in capsys.readouterr().err

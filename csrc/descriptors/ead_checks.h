@@ -13,8 +13,8 @@ namespace fpcore {
 namespace ead {
 
 inline Params check_arguments(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
-                              const at::Tensor& numbers, at::ArrayRef<double> eta, at::ArrayRef<double> rs,
-                              int64_t L, const std::string& cutoff_fn, double cutoff) {
+                              const at::Tensor& numbers, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
+                              const std::string& cutoff_fn, double cutoff) {
   check_float_tensor(vectors, "vectors", 2);
   TORCH_CHECK(vectors.size(1) == 3, "fpcore.ead: 'vectors' must have shape (P, 3), got ", vectors.sizes());
   check_index_tensor(row_ptr, "row_ptr", 1);
@@ -22,8 +22,8 @@ inline Params check_arguments(const at::Tensor& vectors, const at::Tensor& row_p
   check_index_tensor(numbers, "numbers", 1);
   TORCH_CHECK(neighbors_j.size(0) == vectors.size(0), "fpcore.ead: 'neighbors_j' has ", neighbors_j.size(0),
               " entries but 'vectors' has ", vectors.size(0), " pairs");
-  TORCH_CHECK(row_ptr.size(0) == numbers.size(0) + 1, "fpcore.ead: 'row_ptr' must have n_atoms + 1 = ",
-              numbers.size(0) + 1, " entries, got ", row_ptr.size(0));
+  TORCH_CHECK(row_ptr.size(0) == numbers.size(0) + 1,
+              "fpcore.ead: 'row_ptr' must have n_atoms + 1 = ", numbers.size(0) + 1, " entries, got ", row_ptr.size(0));
   check_same_device(vectors, "vectors", row_ptr, "row_ptr");
   check_same_device(vectors, "vectors", neighbors_j, "neighbors_j");
   check_same_device(vectors, "vectors", numbers, "numbers");
@@ -38,7 +38,9 @@ inline Params check_arguments(const at::Tensor& vectors, const at::Tensor& row_p
   return Params{static_cast<int64_t>(eta.size()), static_cast<int64_t>(rs.size()), static_cast<int>(L), kind, cutoff};
 }
 
-inline int64_t n_features(const Params& prm) { return (prm.L + 1) * prm.n_eta * prm.n_rs; }
+inline int64_t n_features(const Params& prm) {
+  return (prm.L + 1) * prm.n_eta * prm.n_rs;
+}
 
 inline void check_grad_output(const at::Tensor& grad_output, const at::Tensor& vectors, const Params& prm,
                               int64_t n_atoms) {

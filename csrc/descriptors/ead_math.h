@@ -24,7 +24,9 @@ namespace ead {
 constexpr int kMaxL = 8;
 constexpr int kMaxMonomials = (kMaxL + 1) * (kMaxL + 2) * (kMaxL + 3) / 6;
 
-FPCORE_EAD_HD int64_t n_monomials(int64_t L) { return (L + 1) * (L + 2) * (L + 3) / 6; }
+FPCORE_EAD_HD int64_t n_monomials(int64_t L) {
+  return (L + 1) * (L + 2) * (L + 3) / 6;
+}
 
 template <typename T>
 FPCORE_EAD_HD T factorial(int n) {
@@ -53,8 +55,8 @@ FPCORE_EAD_HD void monomials(const T* px, const T* py, const T* pz, int L, T* mo
 
 // sum_m b[m] * grad(x^lx y^ly z^lz), same monomial order as `monomials`.
 template <typename T>
-FPCORE_EAD_HD void contract_monomial_gradient(const T* px, const T* py, const T* pz, int L, const T* b,
-                                              T& gx, T& gy, T& gz) {
+FPCORE_EAD_HD void contract_monomial_gradient(const T* px, const T* py, const T* pz, int L, const T* b, T& gx, T& gy,
+                                              T& gz) {
   gx = gy = gz = T(0);
   int m = 0;
   for (int l = 0; l <= L; ++l)

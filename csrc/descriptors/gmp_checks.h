@@ -11,10 +11,9 @@ namespace gmp {
 
 inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                          const at::Tensor& species, const at::Tensor& group_consts, const at::Tensor& group_ptr,
-                         const at::Tensor& group_features, const at::Tensor& group_max_order,
-                         const at::Tensor& orders, const at::Tensor& offsets, const at::Tensor& c1,
-                         const at::Tensor& radii2, const at::Tensor& coeffs, const at::Tensor& multiplicity,
-                         int64_t n_moments) {
+                         const at::Tensor& group_features, const at::Tensor& group_max_order, const at::Tensor& orders,
+                         const at::Tensor& offsets, const at::Tensor& c1, const at::Tensor& radii2,
+                         const at::Tensor& coeffs, const at::Tensor& multiplicity, int64_t n_moments) {
   check_float_tensor(vectors, "vectors", 2);
   TORCH_CHECK(vectors.size(1) == 3, "fpcore.gmp: 'vectors' must have shape (P, 3), got ", vectors.sizes());
   check_index_tensor(row_ptr, "row_ptr", 1);
@@ -49,8 +48,10 @@ inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, c
   TORCH_CHECK(multiplicity.sizes() == at::IntArrayRef({kMaxOrder + 1, kMaxMonomials}),
               "fpcore.gmp: 'multiplicity' must have shape (10, 55)");
   for (const at::Tensor* t : {&group_consts, &c1, &radii2, &coeffs, &multiplicity}) {
-    TORCH_CHECK(t->scalar_type() == vectors.scalar_type(), "fpcore.gmp: the float tables must have the dtype of "
-                "'vectors' (", vectors.scalar_type(), "), got ", t->scalar_type());
+    TORCH_CHECK(t->scalar_type() == vectors.scalar_type(),
+                "fpcore.gmp: the float tables must have the dtype of "
+                "'vectors' (",
+                vectors.scalar_type(), "), got ", t->scalar_type());
   }
   for (const at::Tensor* t : {&row_ptr, &neighbors_j, &species, &group_consts, &group_ptr, &group_features,
                               &group_max_order, &orders, &offsets, &c1, &radii2, &coeffs, &multiplicity}) {
@@ -70,10 +71,10 @@ inline void check_feature_tables(const at::Tensor& group_ptr_in, const at::Tenso
   auto o = orders.accessor<int64_t, 1>();
   auto off = offsets.accessor<int64_t, 1>();
   for (int64_t f = 0; f < F; ++f) {
-    TORCH_CHECK(o[f] >= -1 && o[f] <= kMaxOrder, "fpcore.gmp: order ", o[f], " of feature ", f,
-                " is outside -1..", kMaxOrder);
-    TORCH_CHECK(off[f] >= 0 && off[f] + n_monomials(o[f]) <= n_moments, "fpcore.gmp: moment offset of feature ",
-                f, " is out of range for n_moments = ", n_moments);
+    TORCH_CHECK(o[f] >= -1 && o[f] <= kMaxOrder, "fpcore.gmp: order ", o[f], " of feature ", f, " is outside -1..",
+                kMaxOrder);
+    TORCH_CHECK(off[f] >= 0 && off[f] + n_monomials(o[f]) <= n_moments, "fpcore.gmp: moment offset of feature ", f,
+                " is out of range for n_moments = ", n_moments);
   }
   auto p = group_ptr.accessor<int64_t, 1>();
   auto gf = group_features.accessor<int64_t, 1>();

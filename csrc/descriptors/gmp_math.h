@@ -24,7 +24,7 @@ namespace gmp {
 
 constexpr int kMaxOrder = 9;
 constexpr int kMaxMonomials = 55;  // (9 + 1)(9 + 2) / 2
-constexpr int kGroupConsts = 5;  // C2, lam, v = 1/(2 gamma), max inclusion radius^2, group index k
+constexpr int kGroupConsts = 5;    // C2, lam, v = 1/(2 gamma), max inclusion radius^2, group index k
 
 FPCORE_GMP_HD int n_monomials(int64_t order) {
   return order < 0 ? 1 : static_cast<int>((order + 1) * (order + 2) / 2);
@@ -103,17 +103,38 @@ FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s
         const int n = static_cast<int>(t.orders[f]);
         const int64_t m = t.offsets[f];
         switch (n) {  // compile-time orders let the monomial loops unroll completely
-          case 0: add_monomials<0>(e, Px, Py, Pz, m, add); break;
-          case 1: add_monomials<1>(e, Px, Py, Pz, m, add); break;
-          case 2: add_monomials<2>(e, Px, Py, Pz, m, add); break;
-          case 3: add_monomials<3>(e, Px, Py, Pz, m, add); break;
-          case 4: add_monomials<4>(e, Px, Py, Pz, m, add); break;
-          case 5: add_monomials<5>(e, Px, Py, Pz, m, add); break;
-          case 6: add_monomials<6>(e, Px, Py, Pz, m, add); break;
-          case 7: add_monomials<7>(e, Px, Py, Pz, m, add); break;
-          case 8: add_monomials<8>(e, Px, Py, Pz, m, add); break;
-          case 9: add_monomials<9>(e, Px, Py, Pz, m, add); break;
-          default: add(m, e);  // order -1: the density value
+          case 0:
+            add_monomials<0>(e, Px, Py, Pz, m, add);
+            break;
+          case 1:
+            add_monomials<1>(e, Px, Py, Pz, m, add);
+            break;
+          case 2:
+            add_monomials<2>(e, Px, Py, Pz, m, add);
+            break;
+          case 3:
+            add_monomials<3>(e, Px, Py, Pz, m, add);
+            break;
+          case 4:
+            add_monomials<4>(e, Px, Py, Pz, m, add);
+            break;
+          case 5:
+            add_monomials<5>(e, Px, Py, Pz, m, add);
+            break;
+          case 6:
+            add_monomials<6>(e, Px, Py, Pz, m, add);
+            break;
+          case 7:
+            add_monomials<7>(e, Px, Py, Pz, m, add);
+            break;
+          case 8:
+            add_monomials<8>(e, Px, Py, Pz, m, add);
+            break;
+          case 9:
+            add_monomials<9>(e, Px, Py, Pz, m, add);
+            break;
+          default:
+            add(m, e);  // order -1: the density value
         }
       }
     }
@@ -205,8 +226,7 @@ FPCORE_GMP_HD T feature_value(const Tables<T>& t, int64_t f, const T* Q, bool sq
 
 // dL/dQ_f[m] from dL/dx_f (added into G): d||S||/dS = w S / ||S||, 0 where the norm is 0.
 template <typename T>
-FPCORE_GMP_HD void feature_backward(const Tables<T>& t, int64_t f, const T* Q, T grad_out, bool square,
-                                    T* G) {
+FPCORE_GMP_HD void feature_backward(const Tables<T>& t, int64_t f, const T* Q, T grad_out, bool square, T* G) {
   using std::sqrt;
   const int n = static_cast<int>(t.orders[f]);
   const T* q = Q + t.offsets[f];

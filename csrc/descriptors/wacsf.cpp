@@ -9,13 +9,13 @@
 // Returns features (N, n_features); wacsf_backward returns dL/dvectors (P, 3).
 #include <torch/library.h>
 
-#define FPCORE_WACSF_PARAMS                                                                        \
+#define FPCORE_WACSF_PARAMS                                                                            \
   "float[] g2_eta, float[] g2_rs, float[] g4_zeta, float[] g4_lambda, float[] g4_eta, float[] g4_rs, " \
   "float[] g5_zeta, float[] g5_lambda, float[] g5_eta, float[] g5_rs, int cutoff_fn, float cutoff"
 
 TORCH_LIBRARY_FRAGMENT(fpcore, m) {
-  m.def("wacsf(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor numbers, " FPCORE_WACSF_PARAMS
-        ") -> Tensor");
-  m.def("wacsf_backward(Tensor grad_features, Tensor vectors, Tensor row_ptr, Tensor neighbors_j, "
-        "Tensor numbers, " FPCORE_WACSF_PARAMS ") -> Tensor");
+  m.def("wacsf(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor numbers, " FPCORE_WACSF_PARAMS ") -> Tensor");
+  m.def(
+      "wacsf_backward(Tensor grad_features, Tensor vectors, Tensor row_ptr, Tensor neighbors_j, "
+      "Tensor numbers, " FPCORE_WACSF_PARAMS ") -> Tensor");
 }

@@ -30,14 +30,14 @@ using std::sqrt;
 template <typename T>
 struct Angular {
   int64_t n_zeta = 0, n_lambda = 0, n_eta = 0, n_rs = 0;
-  int64_t column = 0;          // first output column of the block
-  bool with_jk = false;        // G4: r_jk enters the exponent and the cutoff product
-  const T* zeta = nullptr;     // (n_zeta)
-  const T* zeta_int = nullptr; // (n_zeta) zeta when it is a small integer (fast power), else 0
-  const T* prefactor = nullptr;// (n_zeta) 2^(1 - zeta)
-  const T* lambda = nullptr;   // (n_lambda)
-  const T* eta = nullptr;      // (n_eta)
-  const T* rs_factor = nullptr;// (n_eta, n_rs) exp(m eta Rs^2), m = 3 (G4) or 2 (G5)
+  int64_t column = 0;            // first output column of the block
+  bool with_jk = false;          // G4: r_jk enters the exponent and the cutoff product
+  const T* zeta = nullptr;       // (n_zeta)
+  const T* zeta_int = nullptr;   // (n_zeta) zeta when it is a small integer (fast power), else 0
+  const T* prefactor = nullptr;  // (n_zeta) 2^(1 - zeta)
+  const T* lambda = nullptr;     // (n_lambda)
+  const T* eta = nullptr;        // (n_eta)
+  const T* rs_factor = nullptr;  // (n_eta, n_rs) exp(m eta Rs^2), m = 3 (G4) or 2 (G5)
 
   FPCORE_WACSF_HD int64_t n_zl() const { return n_zeta * n_lambda; }
   FPCORE_WACSF_HD int64_t n_features() const { return n_zeta * n_lambda * n_eta * n_rs; }
@@ -77,8 +77,7 @@ FPCORE_WACSF_HD T int_pow(T x, int64_t n) {
 // |lambda| <= 1 is enforced there, so a negative base is rounding noise (the reference's np.power
 // would give NaN; the limit value is 0). zeta >= 1 keeps the derivative finite at base 0.
 template <typename T>
-FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li, T cos_theta, T& value,
-                                    T& derivative) {
+FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li, T cos_theta, T& value, T& derivative) {
   const T lambda = b.lambda[li];
   const T pref = b.prefactor[zi];
   const int64_t n = static_cast<int64_t>(b.zeta_int[zi]);
@@ -96,8 +95,8 @@ FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li,
 
 // Fills the per-entry cache of one centre and adds the G2 features (out must start at zero).
 template <typename T>
-FPCORE_WACSF_HD void pair_terms(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
-                                const int64_t* numbers, T* cache, T* out) {
+FPCORE_WACSF_HD void pair_terms(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                                T* cache, T* out) {
   for (int64_t p = 0; p < n; ++p) {
     const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
     const T d = sqrt(x * x + y * y + z * z);

@@ -40,14 +40,14 @@ inline int64_t append(std::vector<double>& table, at::ArrayRef<double> values) {
 }
 
 inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> g2_rs, at::ArrayRef<double> g4_zeta,
-                              at::ArrayRef<double> g4_lambda, at::ArrayRef<double> g4_eta,
-                              at::ArrayRef<double> g4_rs, at::ArrayRef<double> g5_zeta,
-                              at::ArrayRef<double> g5_lambda, at::ArrayRef<double> g5_eta,
+                              at::ArrayRef<double> g4_lambda, at::ArrayRef<double> g4_eta, at::ArrayRef<double> g4_rs,
+                              at::ArrayRef<double> g5_zeta, at::ArrayRef<double> g5_lambda, at::ArrayRef<double> g5_eta,
                               at::ArrayRef<double> g5_rs, int64_t cutoff_fn, double cutoff) {
-  TORCH_CHECK(std::isfinite(cutoff) && cutoff > 0.0, "fpcore.wacsf: cutoff must be positive and finite, got ",
-              cutoff);
-  TORCH_CHECK(cutoff_fn >= 0 && cutoff_fn <= 6, "fpcore.wacsf: cutoff_fn must be an index 0..6 (cosine, tanh, "
-              "poly1, poly2, poly3, poly4, exponent), got ", cutoff_fn);
+  TORCH_CHECK(std::isfinite(cutoff) && cutoff > 0.0, "fpcore.wacsf: cutoff must be positive and finite, got ", cutoff);
+  TORCH_CHECK(cutoff_fn >= 0 && cutoff_fn <= 6,
+              "fpcore.wacsf: cutoff_fn must be an index 0..6 (cosine, tanh, "
+              "poly1, poly2, poly3, poly4, exponent), got ",
+              cutoff_fn);
   check_finite_list(g2_eta, "g2_eta");
   check_finite_list(g2_rs, "g2_rs");
   HostParams h;
@@ -108,8 +108,8 @@ inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> 
 template <typename T>
 void check_table_fits(const HostParams& h) {
   for (double v : h.table)
-    TORCH_CHECK(std::isfinite(static_cast<T>(v)), "fpcore.wacsf: a G4/G5 factor exp(m eta Rs^2) = ", v,
-                " overflows ", sizeof(T) == 4 ? "float32" : "float64", "; use smaller eta * Rs^2 or float64");
+    TORCH_CHECK(std::isfinite(static_cast<T>(v)), "fpcore.wacsf: a G4/G5 factor exp(m eta Rs^2) = ", v, " overflows ",
+                sizeof(T) == 4 ? "float32" : "float64", "; use smaller eta * Rs^2 or float64");
 }
 
 // Params view of a table of scalar_t already converted and placed on its device.

@@ -48,7 +48,9 @@ struct Grid {
   bool periodic[3];
 };
 
-FPCORE_HD double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+FPCORE_HD double dot3(const double* a, const double* b) {
+  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
 
 FPCORE_HD void cross3(const double* a, const double* b, double* out) {
   out[0] = a[1] * b[2] - a[2] * b[1];
@@ -56,7 +58,9 @@ FPCORE_HD void cross3(const double* a, const double* b, double* out) {
   out[2] = a[0] * b[1] - a[1] * b[0];
 }
 
-FPCORE_HD double norm3(const double* a) { return sqrt(dot3(a, a)); }
+FPCORE_HD double norm3(const double* a) {
+  return sqrt(dot3(a, a));
+}
 
 // Builds the binning basis from the user cell (rows) and pbc; returns kSingularCell when the
 // periodic vectors do not span their subspace.
@@ -119,9 +123,8 @@ FPCORE_HD int32_t make_basis(const double cell[3][3], const bool pbc[3], Grid& g
       for (int c = 0; c < 3; ++c) g.basis[k][c] = (k == c) ? 1.0 : 0.0;
   }
   // inverse = adj(M) / det(M); columns of the inverse are the reciprocal vectors.
-  const double(*m)[3] = g.basis;
-  double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-               m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+  const double (*m)[3] = g.basis;
+  double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
                m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
   if (!(fabs(det) > 0.0)) return kSingularCell;
   double inv_det = 1.0 / det;
@@ -211,13 +214,16 @@ FPCORE_HD int64_t bin_of(const Grid& g, double f, int k) {
 // Interval [lo, hi] of the (origin-shifted) basis coordinate of the atoms of unwrapped bin b in
 // direction k, widened by a margin far above the rounding of bin_of, so pruning stays conservative.
 FPCORE_HD void bin_interval(const Grid& g, int64_t b, int k, double& lo, double& hi) {
-  const double width = g.periodic[k] ? 1.0 / static_cast<double>(g.nbins[k]) : g.extent[k] / static_cast<double>(g.nbins[k]);
+  const double width =
+      g.periodic[k] ? 1.0 / static_cast<double>(g.nbins[k]) : g.extent[k] / static_cast<double>(g.nbins[k]);
   const double margin = 1e-9 * (g.periodic[k] ? 1.0 : g.extent[k] + 1.0);
   lo = static_cast<double>(b) * width - margin;
   hi = static_cast<double>(b + 1) * width + margin;
 }
 
-FPCORE_HD double min_abs(double lo, double hi) { return lo > 0.0 ? lo : (hi < 0.0 ? -hi : 0.0); }
+FPCORE_HD double min_abs(double lo, double hi) {
+  return lo > 0.0 ? lo : (hi < 0.0 ? -hi : 0.0);
+}
 
 // Interval of c * [lo, hi].
 FPCORE_HD void scale_interval(double c, double lo, double hi, double& out_lo, double& out_hi) {

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -56,7 +57,9 @@ def batch_from_atoms(
     counts = [len(a) for a in atoms_list]
     positions = np.concatenate([a.positions for a in atoms_list]) if atoms_list else np.zeros((0, 3))
     numbers = np.concatenate([a.numbers for a in atoms_list]) if atoms_list else np.zeros(0, dtype=np.int64)
-    cells = np.stack([np.asarray(a.cell[:], dtype=np.float64) for a in atoms_list]) if atoms_list else np.zeros((0, 3, 3))
+    cells = (
+        np.stack([np.asarray(a.cell[:], dtype=np.float64) for a in atoms_list]) if atoms_list else np.zeros((0, 3, 3))
+    )
     pbc = np.stack([np.asarray(a.pbc, dtype=bool) for a in atoms_list]) if atoms_list else np.zeros((0, 3), dtype=bool)
     ptr = np.zeros(len(counts) + 1, dtype=np.int64)
     ptr[1:] = np.cumsum(counts)
@@ -103,7 +106,9 @@ def normalize_batch_tensors(positions, cell, pbc, batch):
     n_atoms = positions.shape[0]
     if batch is None:
         if n_structures != 1:
-            raise ValueError(f"fpcore: {n_structures} cells were given, so 'batch' (structure index per atom) is required")
+            raise ValueError(
+                f"fpcore: {n_structures} cells were given, so 'batch' (structure index per atom) is required"
+            )
         batch = torch.zeros(n_atoms, dtype=torch.long, device=device)
     else:
         batch = torch.as_tensor(batch, device=device)

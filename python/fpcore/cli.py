@@ -22,23 +22,37 @@ DEFAULT_FROM = "runs/pretrain/best.pt"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fpcore-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="fpcore-train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    for name, text in (("pretrain", "pre-train a backbone on fpcore fingerprints"),
-                       ("finetune", "fine-tune a pre-trained backbone on properties"),
-                       ("train", "train on properties from scratch (the baseline)")):
+    for name, text in (
+        ("pretrain", "pre-train a backbone on fpcore fingerprints"),
+        ("finetune", "fine-tune a pre-trained backbone on properties"),
+        ("train", "train on properties from scratch (the baseline)"),
+    ):
         s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("--config", help="YAML file with sections data, model, descriptor, optim, run "
-                                        "(layered over the packaged defaults)")
-        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config value, e.g. --set optim.lr=1e-3 (YAML-parsed; repeatable)")
+        s.add_argument(
+            "--config",
+            help="YAML file with sections data, model, descriptor, optim, run (layered over the packaged defaults)",
+        )
+        s.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one config value, e.g. --set optim.lr=1e-3 (YAML-parsed; repeatable)",
+        )
         s.add_argument("--run-dir", help="run folder (default: run.dir, else runs/<command>)")
         s.add_argument("--resume", action="store_true", help="continue the run folder from its last.pt")
         s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
         if name == "finetune":
-            s.add_argument("--from", dest="init_from", default=None,
-                           help=f"pre-training checkpoint (default: {DEFAULT_FROM})")
+            s.add_argument(
+                "--from", dest="init_from", default=None, help=f"pre-training checkpoint (default: {DEFAULT_FROM})"
+            )
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned checkpoint on a labelled data set")
     e.add_argument("checkpoint")
     e.add_argument("data", nargs="+", help="structures with labels (any fpcore.data.load_dataset source)")
@@ -53,8 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("experiment", help="the paper's protocol: pre-training arms vs. baseline over tasks and seeds")
     x.add_argument("--config", default="experiments/paper.yaml", help="experiment YAML (default: %(default)s)")
     x.add_argument("--scale", help="one of the config's scales (e.g. cpu, paper)")
-    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an experiment key, e.g. --set seeds=[111] --set finetune.trainer.optim.epochs=5")
+    x.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an experiment key, e.g. --set seeds=[111] --set finetune.trainer.optim.epochs=5",
+    )
     x.add_argument("--out", help="results folder (default: the config's out)")
     x.add_argument("--data-root", help="folder the data paths are relative to (default: the config's data_root)")
     return p
@@ -63,12 +82,15 @@ def _parser() -> argparse.ArgumentParser:
 def _experiment(args) -> int:
     from .experiments import load_experiment_config, run_experiment
 
-    config = load_experiment_config(args.config, scale=args.scale, overrides=args.set, data_root=args.data_root,
-                                    out=args.out)
+    config = load_experiment_config(
+        args.config, scale=args.scale, overrides=args.set, data_root=args.data_root, out=args.out
+    )
     summary = run_experiment(config)
     if _is_main():
         for arm, avg in summary.get("average_improvement", {}).items():
-            print(f"[fpcore-experiment] {arm}: average MAE reduction {avg['mean_pct']:+.1f}% over {avg['n_tasks']} task(s)")
+            print(
+                f"[fpcore-experiment] {arm}: average MAE reduction {avg['mean_pct']:+.1f}% over {avg['n_tasks']} task(s)"
+            )
         for what, path in summary.get("files", {}).items():
             print(f"[fpcore-experiment]   {what}: {path}")
     return 0
@@ -97,11 +119,14 @@ def _train(args) -> int:
             raise FileNotFoundError(
                 f"pre-training checkpoint not found: {init_from} (run `fpcore-train pretrain` first or pass --from)"
             )
-    summary = run_training(kind, config, run_dir=run_dir, init_from=init_from, resume=args.resume,
-                           overwrite=args.overwrite)
+    summary = run_training(
+        kind, config, run_dir=run_dir, init_from=init_from, resume=args.resume, overwrite=args.overwrite
+    )
     if summary is not None and _is_main():
-        print(f"[fpcore-train] done: best epoch {summary['best_epoch']} (val MAE {summary['best_val_mae']:.4g})"
-              + (f", test MAE {summary['test_mae']:.4g}" if "test_mae" in summary else ""))
+        print(
+            f"[fpcore-train] done: best epoch {summary['best_epoch']} (val MAE {summary['best_val_mae']:.4g})"
+            + (f", test MAE {summary['test_mae']:.4g}" if "test_mae" in summary else "")
+        )
         print(f"[fpcore-train] run folder: {summary['run_dir']}")
         for what, path in summary["files"].items():
             print(f"[fpcore-train]   {what}: {path}")
@@ -142,8 +167,14 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .training import CheckpointError, ConfigError
 
-    handlers = {"pretrain": _train, "finetune": _train, "train": _train, "evaluate": _evaluate, "predict": _predict,
-                "experiment": _experiment}
+    handlers = {
+        "pretrain": _train,
+        "finetune": _train,
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "experiment": _experiment,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:

@@ -59,7 +59,9 @@ def write_matbench(path, structures, target="gap", ids=None, cartesian=True):
     doc = {
         "index": ids or [f"mb-test-{k + 1:03d}" for k in range(len(structures))],
         "columns": ["structure", target],
-        "data": [[pymatgen_dict(a, cartesian=cartesian or k % 2 == 0), a.info.get(target)] for k, a in enumerate(structures)],
+        "data": [
+            [pymatgen_dict(a, cartesian=cartesian or k % 2 == 0), a.info.get(target)] for k, a in enumerate(structures)
+        ],
     }
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wt") as fh:

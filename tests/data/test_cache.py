@@ -114,7 +114,7 @@ def test_incomplete_or_corrupt_entry_is_not_used(tmp_path, count_reads):
     path = write_extxyz(tmp_path / "s.extxyz", structures)
     c = tmp_path / "cache"
     ds = load_dataset(path, cache_dir=c, progress=False)
-    (ds.cache_entry / "ids.json").write_text("[\"only-one\"]")
+    (ds.cache_entry / "ids.json").write_text('["only-one"]')
     again = load_dataset(path, cache_dir=c, progress=False)
     assert len(count_reads) == 2 and again.ids == [a.info["id"] for a in structures]
     third = load_dataset(path, cache_dir=c, progress=False)  # the damaged entry was replaced

@@ -110,5 +110,7 @@ def test_builtin_is_deterministic_and_selects_targets(finetune, builtin_cache):
     torch.testing.assert_close(fresh.labels[:, 0] / fresh.natoms, fresh.labels[:, 1], rtol=1e-12, atol=0)
     for i in (0, 100):
         torch.testing.assert_close(fresh[i].pos, ds[i].pos, rtol=0, atol=0)
-    with pytest.raises(KeyError, match=r"'gap' is not a label of builtin:finetune; available: \['energy_per_atom', 'energy'\]"):
+    with pytest.raises(
+        KeyError, match=r"'gap' is not a label of builtin:finetune; available: \['energy_per_atom', 'energy'\]"
+    ):
         builtin_dataset("finetune", targets=["gap"], cache_dir=False)

@@ -37,7 +37,9 @@ def test_unknown_element_symbol_names_file_and_structure(tmp_path):
     line = len(structures[0]) + 2 + 2
     text[line] = "Xq" + text[line][2:]
     path.write_text("\n".join(text) + "\n")
-    with pytest.raises(ValueError, match=rf"unknown element symbol 'Xq' in .*bad.extxyz \(frame 1 \(id 's-1'\), line {line + 1}\)"):
+    with pytest.raises(
+        ValueError, match=rf"unknown element symbol 'Xq' in .*bad.extxyz \(frame 1 \(id 's-1'\), line {line + 1}\)"
+    ):
         _load(path)
 
 
@@ -60,13 +62,17 @@ def test_non_finite_label_and_position(tmp_path, bad):
     structures = make_structures(4)
     structures[1].positions[-1, 2] = bad
     path = write_extxyz(tmp_path / "nanpos.extxyz", structures)
-    with pytest.raises(ValueError, match=r"structure 's-1' \(#1\) of .*nanpos.extxyz has a non-finite position .* at atom 1"):
+    with pytest.raises(
+        ValueError, match=r"structure 's-1' \(#1\) of .*nanpos.extxyz has a non-finite position .* at atom 1"
+    ):
         _load(path)
 
 
 def test_missing_target_lists_available_keys(tmp_path):
     path = write_extxyz(tmp_path / "s.extxyz", make_structures(2))
-    with pytest.raises(KeyError, match=r"target 'band_gap' is missing from structure 's-0' .*s.extxyz; available keys: e_form, gap, id"):
+    with pytest.raises(
+        KeyError, match=r"target 'band_gap' is missing from structure 's-0' .*s.extxyz; available keys: e_form, gap, id"
+    ):
         _load(path, targets=["band_gap"])
     with pytest.raises(ValueError, match=r"label 'id' of structure 's-0'.* is not a number: 's-0'"):
         _load(path, targets=["id"])

@@ -52,8 +52,9 @@ def test_multi_part_list_and_glob(tmp_path):
     assert by_glob.ids == [a.info["id"] for a in structures]
     for k, atoms in enumerate(structures):
         assert_same_structure(by_glob[k], atoms, atol=1e-8)
-    reversed_list = load_dataset([tmp_path / "part01.extxyz.gz", tmp_path / "part00.extxyz.gz"], cache_dir=False,
-                                 progress=False)
+    reversed_list = load_dataset(
+        [tmp_path / "part01.extxyz.gz", tmp_path / "part00.extxyz.gz"], cache_dir=False, progress=False
+    )
     assert reversed_list.ids == [a.info["id"] for a in structures[3:] + structures[:3]]
 
 
@@ -61,7 +62,7 @@ def test_ase_db_labels_from_key_value_pairs_and_data(tmp_path):
     structures = make_structures(4)
     path = tmp_path / "s.db"
     with ase.db.connect(path) as db:
-        for k, a in enumerate(structures):
+        for a in structures:
             db.write(a, key_value_pairs={"gap": a.info["gap"]}, data={"e_form": a.info["e_form"], "vec": [1.0, 2.0]})
     ds = load_dataset(path, targets=["gap", "e_form"], cache_dir=tmp_path / "cache", progress=False)
     assert len(ds) == 4 and ds.ids == ["1", "2", "3", "4"]
@@ -159,13 +160,21 @@ def _edit_matbench(path, edit):
 def test_matbench_partial_occupancy_and_unknown_element(tmp_path):
     path = tmp_path / "matbench_bad.json.gz"
     write_matbench(path, make_structures(3))
-    _edit_matbench(path, lambda d: d["data"][1][0]["sites"][0].update(
-        species=[{"element": "Cu", "occu": 0.5}, {"element": "Au", "occu": 0.5}]))
-    with pytest.raises(ValueError, match=r"'mb-test-002' \(row 1\) of .*matbench_bad.json.gz has a partially occupied site 0"):
+    _edit_matbench(
+        path,
+        lambda d: d["data"][1][0]["sites"][0].update(
+            species=[{"element": "Cu", "occu": 0.5}, {"element": "Au", "occu": 0.5}]
+        ),
+    )
+    with pytest.raises(
+        ValueError, match=r"'mb-test-002' \(row 1\) of .*matbench_bad.json.gz has a partially occupied site 0"
+    ):
         load_dataset(path, targets=["gap"], cache_dir=False, progress=False)
     write_matbench(path, make_structures(3))
     _edit_matbench(path, lambda d: d["data"][2][0]["sites"][0]["species"][0].update(element="Qq"))
-    with pytest.raises(ValueError, match=r"unknown element symbol\(s\) \['Qq'\] in structure 'mb-test-003' .*matbench_bad"):
+    with pytest.raises(
+        ValueError, match=r"unknown element symbol\(s\) \['Qq'\] in structure 'mb-test-003' .*matbench_bad"
+    ):
         load_dataset(path, targets=["gap"], cache_dir=False, progress=False)
 
 

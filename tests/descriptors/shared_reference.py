@@ -18,13 +18,13 @@ def require_reference():
         pytest.skip(f"shared reference data not found at {REFERENCE}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def params() -> dict:
     require_reference()
     return json.loads((REFERENCE / "params.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def structures() -> dict:
     """name -> ase.Atoms, read back from structures.extxyz as the reference codes read them."""
     require_reference()
@@ -33,13 +33,13 @@ def structures() -> dict:
     return {atoms.info["name"]: atoms for atoms in read(REFERENCE / "structures.extxyz", index=":")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def values() -> dict:
     require_reference()
     return dict(np.load(REFERENCE / "reference.npz"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def derivatives() -> dict:
     require_reference()
     return dict(np.load(REFERENCE / "derivatives.npz"))

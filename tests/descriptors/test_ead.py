@@ -7,18 +7,26 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk, molecule
+from ase.build import molecule
 
 import fpcore
 from fpcore._library import cuda_available
 
 from . import shared_reference as ref
-from .torch_reference_ead import ead_from_pairs, ead_reference
+from .torch_reference_ead import ead_reference
 
 SETS = ["ead", "ead_L3_poly2"]
 STRUCTURE_NAMES = [
-    "w_bcc_conventional_2x2x2", "si_diamond_primitive", "cscl_primitive", "tio2_rutile", "hbn_hexagonal",
-    "monoclinic_70deg_CaGeO", "mos2_monolayer_slab", "benzene_molecule", "gaas_atom_at_frac_1p5", "random12_AlNiO",
+    "w_bcc_conventional_2x2x2",
+    "si_diamond_primitive",
+    "cscl_primitive",
+    "tio2_rutile",
+    "hbn_hexagonal",
+    "monoclinic_70deg_CaGeO",
+    "mos2_monolayer_slab",
+    "benzene_molecule",
+    "gaas_atom_at_frac_1p5",
+    "random12_AlNiO",
 ]
 
 
@@ -58,7 +66,9 @@ def test_derivatives_match_reference(set_name):
     for name in spec["derivative_structures"]:
         dxdr, rdxdr = fpcore.descriptors.dense_derivatives(ead, ref.structures()[name])
         ref.assert_matches(dxdr.numpy(), derivs[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"], f"dxdr {name}")
-        ref.assert_matches(rdxdr.numpy(), derivs[f"rdxdr/{set_name}/{name}"], spec["rdxdr_column_scale"], f"rdxdr {name}")
+        ref.assert_matches(
+            rdxdr.numpy(), derivs[f"rdxdr/{set_name}/{name}"], spec["rdxdr_column_scale"], f"rdxdr {name}"
+        )
 
 
 # ---------------------------------------------------------------- independent torch reference
@@ -66,10 +76,17 @@ def test_derivatives_match_reference(set_name):
 
 def random_structures():
     rng = np.random.default_rng(7)
-    small = Atoms("SiC", positions=[[0, 0, 0], [0.9, 1.1, 0.8]], cell=[[2.6, 0, 0], [0.3, 2.7, 0], [0.2, 0.4, 2.9]], pbc=True)
+    small = Atoms(
+        "SiC", positions=[[0, 0, 0], [0.9, 1.1, 0.8]], cell=[[2.6, 0, 0], [0.3, 2.7, 0], [0.2, 0.4, 2.9]], pbc=True
+    )
     skew_cell = np.array([[4.2, 0, 0], [2.9, 3.1, 0], [-1.7, 1.3, 3.6]])
     skewed = Atoms("AlNiOO", scaled_positions=rng.random((4, 3)) * 1.4 - 0.2, cell=skew_cell, pbc=True)
-    slab = Atoms("MoSS", positions=[[0, 0, 5], [1.6, 0.9, 6.5], [1.6, 0.9, 3.5]], cell=[[3.2, 0, 0], [-1.6, 2.77, 0], [0, 0, 10]], pbc=[True, True, False])
+    slab = Atoms(
+        "MoSS",
+        positions=[[0, 0, 5], [1.6, 0.9, 6.5], [1.6, 0.9, 3.5]],
+        cell=[[3.2, 0, 0], [-1.6, 2.77, 0], [0, 0, 10]],
+        pbc=[True, True, False],
+    )
     mol = molecule("CH3CH2OH")
     mol.cell = np.zeros((3, 3))
     return {"small": small, "skewed": skewed, "slab": slab, "molecule": mol}
@@ -272,7 +289,9 @@ def test_bad_operator_inputs_raise():
     with pytest.raises(RuntimeError, match="float32 or float64"):
         op(vectors.long(), row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
     with pytest.raises(RuntimeError, match="grad_output"):
-        torch.ops.fpcore.ead_backward(torch.zeros(1, 3, dtype=vectors.dtype), vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
+        torch.ops.fpcore.ead_backward(
+            torch.zeros(1, 3, dtype=vectors.dtype), vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2
+        )
 
 
 # ---------------------------------------------------------------- CUDA

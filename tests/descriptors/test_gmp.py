@@ -30,13 +30,23 @@ def require_gpsp():
 
 def reference_gmp(set_name):
     p = sr.params()["sets"][set_name]["params"]
-    return fpcore.GMP(orders=p["orders"], sigmas=p["sigmas"], density=require_gpsp(),
-                      overlap_threshold=p["overlap_threshold"], square=p["square"], scaling_mode=p["scaling_mode"])
+    return fpcore.GMP(
+        orders=p["orders"],
+        sigmas=p["sigmas"],
+        density=require_gpsp(),
+        overlap_threshold=p["overlap_threshold"],
+        square=p["square"],
+        scaling_mode=p["scaling_mode"],
+    )
 
 
 def tensors(atoms, dtype=torch.float64):
-    return (torch.tensor(atoms.positions, dtype=dtype), torch.tensor(atoms.numbers),
-            torch.tensor(np.asarray(atoms.cell), dtype=dtype), torch.tensor(atoms.pbc))
+    return (
+        torch.tensor(atoms.positions, dtype=dtype),
+        torch.tensor(atoms.numbers),
+        torch.tensor(np.asarray(atoms.cell), dtype=dtype),
+        torch.tensor(atoms.pbc),
+    )
 
 
 def small_structure(seed=0):
@@ -56,7 +66,7 @@ def test_reference_values(set_name):
         sr.assert_matches(got, sr.values()[f"{set_name}/{name}"], spec["column_scale"], f"{set_name}/{name}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_jacobians(set_name, name):
     """(full derivative dx[i,f]/dr[j,c], fixed-reference-point derivative without its diagonal)."""
     gmp = reference_gmp(set_name)
@@ -82,8 +92,9 @@ def test_reference_full_derivatives(set_name):
     spec = sr.params()["sets"][set_name]
     for name in spec["derivative_structures"]:
         full, _ = reference_jacobians(set_name, name)
-        sr.assert_matches(full, sr.derivatives()[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"],
-                          f"dxdr/{set_name}/{name}")
+        sr.assert_matches(
+            full, sr.derivatives()[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"], f"dxdr/{set_name}/{name}"
+        )
 
 
 def test_full_derivative_equals_autograd_through_positions():
@@ -91,8 +102,7 @@ def test_full_derivative_equals_autograd_through_positions():
     atoms = sr.structures()["gaas_atom_at_frac_1p5"]
     pos, numbers, cell, pbc = tensors(atoms)
     got = torch.autograd.functional.jacobian(lambda p: gmp.compute(p, numbers, cell, pbc), pos).numpy()
-    np.testing.assert_allclose(got, reference_jacobians("gmp", "gaas_atom_at_frac_1p5")[0], rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(got, reference_jacobians("gmp", "gaas_atom_at_frac_1p5")[0], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("set_name", SETS)
@@ -107,8 +117,12 @@ def test_reference_fixed_reference_point_derivatives(set_name):
         fixed = sr.derivatives()[f"dxdr_fixedref/{set_name}/{name}"]
         n = fixed.shape[0]
         off = ~np.eye(n, dtype=bool)[:, None, :, None].repeat(fixed.shape[1], 1).repeat(3, 3)
-        sr.assert_matches(np.where(off, neighbour_part, 0.0), np.where(off, fixed, 0.0),
-                          spec["dxdr_fixedref_column_scale"], f"dxdr_fixedref (j != i)/{set_name}/{name}")
+        sr.assert_matches(
+            np.where(off, neighbour_part, 0.0),
+            np.where(off, fixed, 0.0),
+            spec["dxdr_fixedref_column_scale"],
+            f"dxdr_fixedref (j != i)/{set_name}/{name}",
+        )
         related = fixed.copy()
         for i in range(n):
             related[i, :, i, :] -= fixed[i].sum(axis=1)
@@ -119,14 +133,16 @@ def test_reference_fixed_reference_point_derivatives(set_name):
 @pytest.mark.parametrize("square, scaling_mode", [(False, "radial"), (True, "both")])
 def test_matches_torch_reference_values_and_gradients(square, scaling_mode):
     density = read_gpsp(require_gpsp()) if GPSP.exists() else default_density()
-    gmp = fpcore.GMP(orders=[-1, 0, 1, 2, 3, 4], sigmas=[0.3, 0.8], density=density, square=square,
-                     scaling_mode=scaling_mode)
+    gmp = fpcore.GMP(
+        orders=[-1, 0, 1, 2, 3, 4], sigmas=[0.3, 0.8], density=density, square=square, scaling_mode=scaling_mode
+    )
     atoms = small_structure(1)
     pos, numbers, cell, pbc = tensors(atoms)
     pos.requires_grad_(True)
     got = gmp.compute(pos, numbers, cell, pbc)
-    want = gmp_reference(pos, numbers, cell, pbc, gmp.orders, gmp.sigmas, density.gaussians, square=square,
-                         scaling_mode=scaling_mode)
+    want = gmp_reference(
+        pos, numbers, cell, pbc, gmp.orders, gmp.sigmas, density.gaussians, square=square, scaling_mode=scaling_mode
+    )
     scale = want.detach().abs().amax(0)
     sr.assert_matches(got.detach(), want.detach(), scale, "values vs torch reference", rtol=1e-11)
     w = torch.randn(got.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -148,19 +164,36 @@ def test_radius_is_largest_inclusion_radius_of_present_elements():
                         c1, c2 = abs(b), -beta
                     else:
                         a = 1 / (2 * s * s)
-                        c1, c2 = abs(b / (s * math.sqrt(2 * math.pi)) * (math.pi / (a + beta)) ** 1.5), -a * beta / (a + beta)
+                        c1, c2 = (
+                            abs(b / (s * math.sqrt(2 * math.pi)) * (math.pi / (a + beta)) ** 1.5),
+                            -a * beta / (a + beta),
+                        )
                     want = max(want, math.sqrt((math.log(t) - c1) / c2))
     assert gmp.neighbor_cutoff(torch.tensor([1, 8, 8])) == pytest.approx(want, rel=1e-14)
-    assert gmp.neighbor_cutoff(torch.tensor([1])) < want or gmp.neighbor_cutoff(torch.tensor([8])) == pytest.approx(want)
+    assert gmp.neighbor_cutoff(torch.tensor([1])) < want or gmp.neighbor_cutoff(torch.tensor([8])) == pytest.approx(
+        want
+    )
 
 
 # ------------------------------------------------------------------ solid harmonics
 def test_solid_harmonics_match_spec_table_and_are_harmonic():
     assert solid_harmonic((2, 0, 0)) == {(2, 0, 0): 2, (0, 2, 0): -1, (0, 0, 2): -1}
-    assert solid_harmonic((3, 2, 0)) == {(5, 0, 0): -60, (3, 2, 0): 615, (3, 0, 2): -15, (1, 4, 0): -270,
-                                         (1, 2, 2): -225, (1, 0, 4): 45}
-    assert solid_harmonic((2, 2, 1)) == {(4, 0, 1): -90, (2, 2, 1): 765, (2, 0, 3): -75, (0, 4, 1): -90,
-                                         (0, 2, 3): -75, (0, 0, 5): 15}
+    assert solid_harmonic((3, 2, 0)) == {
+        (5, 0, 0): -60,
+        (3, 2, 0): 615,
+        (3, 0, 2): -15,
+        (1, 4, 0): -270,
+        (1, 2, 2): -225,
+        (1, 0, 4): 45,
+    }
+    assert solid_harmonic((2, 2, 1)) == {
+        (4, 0, 1): -90,
+        (2, 2, 1): 765,
+        (2, 0, 3): -75,
+        (0, 4, 1): -90,
+        (0, 2, 3): -75,
+        (0, 0, 5): 15,
+    }
     for n in range(10):
         for lam in monomials(n):
             poly = solid_harmonic(lam)
@@ -173,18 +206,26 @@ def test_solid_harmonics_match_spec_table_and_are_harmonic():
                         lap[tuple(m)] = lap.get(tuple(m), 0) + k * e * (e - 1)
             assert all(v == 0 for v in lap.values()), f"Phi{lam} is not harmonic"
     coeffs, mult = coefficient_tables()
-    assert mult[4, : 15].sum() == 3**4  # sum of multinomials = 3^n
+    assert mult[4, :15].sum() == 3**4  # sum of multinomials = 3^n
 
 
 def test_order_9_is_rotation_invariant():
     """GMPFeaturizer's order-9 kernel is wrong; the correct maths is rotation invariant."""
     gmp = fpcore.GMP(orders=[7, 8, 9], sigmas=[0.6])
-    atoms = Atoms("OH2C", positions=[[0, 0, 0], [0.95, 0.1, 0], [-0.3, 0.9, 0.2], [0.4, -0.5, 1.1]],
-                  cell=np.eye(3) * 20, pbc=False)
+    atoms = Atoms(
+        "OH2C",
+        positions=[[0, 0, 0], [0.95, 0.1, 0], [-0.3, 0.9, 0.2], [0.4, -0.5, 1.1]],
+        cell=np.eye(3) * 20,
+        pbc=False,
+    )
     x = gmp(atoms)
     rot = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))[0]
-    y = gmp.compute(torch.tensor(atoms.positions) @ rot.T, torch.tensor(atoms.numbers),
-                    torch.eye(3, dtype=torch.float64) * 20, torch.tensor([False] * 3))
+    y = gmp.compute(
+        torch.tensor(atoms.positions) @ rot.T,
+        torch.tensor(atoms.numbers),
+        torch.eye(3, dtype=torch.float64) * 20,
+        torch.tensor([False] * 3),
+    )
     torch.testing.assert_close(y, x, rtol=1e-8, atol=1e-12 * float(x.abs().max()))
     assert float(x.abs().min()) > 0
 
@@ -196,8 +237,9 @@ def test_gradcheck_positions_and_cell():
     pos, numbers, cell, pbc = tensors(small_structure(2))
     pos.requires_grad_(True)
     cell.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda p, c: gmp.compute(p, numbers, c, pbc), (pos, cell), eps=1e-6,
-                                    atol=1e-8, rtol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda p, c: gmp.compute(p, numbers, c, pbc), (pos, cell), eps=1e-6, atol=1e-8, rtol=1e-6
+    )
 
 
 def test_double_backward_raises():
@@ -286,9 +328,14 @@ def test_parser_and_parameter_errors(tmp_path):
     assert gmp.density.gaussians[0] == []  # B = 0 entries are skipped
     with pytest.raises(ValueError, match=r"O \(Z=8\).*h\.gpsp"):
         gmp(Atoms("OH", positions=[[0, 0, 0], [1, 0, 0]], cell=np.eye(3) * 5, pbc=False))
-    for kwargs, message in [(dict(orders=[10]), "-1..9"), (dict(orders=[-2]), "-1..9"), (dict(sigmas=[0.0]), "positive"),
-                            (dict(overlap_threshold=2.0), r"\(0, 1\)"), (dict(scaling_mode="x"), "scaling_mode"),
-                            (dict(orders=[1.5]), "integers")]:
+    for kwargs, message in [
+        (dict(orders=[10]), "-1..9"),
+        (dict(orders=[-2]), "-1..9"),
+        (dict(sigmas=[0.0]), "positive"),
+        (dict(overlap_threshold=2.0), r"\(0, 1\)"),
+        (dict(scaling_mode="x"), "scaling_mode"),
+        (dict(orders=[1.5]), "integers"),
+    ]:
         with pytest.raises(ValueError, match=message):
             fpcore.GMP(**kwargs)
 
@@ -298,14 +345,17 @@ def test_operator_rejects_bad_input():
     tables = gmp._tables(torch.float64, torch.device("cpu"))
     vec = torch.zeros(2, 3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="neighbors_j"):
-        torch.ops.fpcore.gmp(vec, torch.tensor([0, 2]), torch.tensor([0, 5]), torch.tensor([1]), *tables,
-                             gmp.n_moments, False)
+        torch.ops.fpcore.gmp(
+            vec, torch.tensor([0, 2]), torch.tensor([0, 5]), torch.tensor([1]), *tables, gmp.n_moments, False
+        )
     with pytest.raises(RuntimeError, match="row_ptr"):
-        torch.ops.fpcore.gmp(vec, torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor([1]), *tables,
-                             gmp.n_moments, False)
+        torch.ops.fpcore.gmp(
+            vec, torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor([1]), *tables, gmp.n_moments, False
+        )
     with pytest.raises(RuntimeError, match="dtype"):
-        torch.ops.fpcore.gmp(vec.float(), torch.tensor([0, 2]), torch.tensor([0, 0]), torch.tensor([1]), *tables,
-                             gmp.n_moments, False)
+        torch.ops.fpcore.gmp(
+            vec.float(), torch.tensor([0, 2]), torch.tensor([0, 0]), torch.tensor([1]), *tables, gmp.n_moments, False
+        )
 
 
 # ------------------------------------------------------------------ CUDA

@@ -123,7 +123,9 @@ def test_gradcheck_positions_and_cell():
     for name in ("tiny_cubic", "skewed"):
         atoms = random_structures()[name]
         pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda p, c: module.compute(p, numbers, c, pbc), (pos, cell))
+        assert torch.autograd.gradcheck(
+            lambda p, c, numbers=numbers, pbc=pbc: module.compute(p, numbers, c, pbc), (pos, cell)
+        )
 
 
 def test_opcheck():
@@ -137,8 +139,11 @@ def test_opcheck():
     args = (vectors, row_ptr, nl.j, numbers, *op_params(module))
     torch.library.opcheck(torch.ops.fpcore.wacsf.default, args)
     grad = torch.randn(len(atoms), module.n_features, dtype=torch.float64)
-    torch.library.opcheck(torch.ops.fpcore.wacsf_backward.default, (grad, nl.vectors, *args[1:]),
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    torch.library.opcheck(
+        torch.ops.fpcore.wacsf_backward.default,
+        (grad, nl.vectors, *args[1:]),
+        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"),
+    )
 
 
 def test_double_backward_raises_clearly():
@@ -232,16 +237,20 @@ def test_isolated_atom_and_molecule_edge_cases():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
     # Gradients of zero rows are zero, not NaN.
     pos = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
-    out = module.compute(pos, torch.tensor([29]), torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool))
+    out = module.compute(
+        pos, torch.tensor([29]), torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool)
+    )
     (g,) = torch.autograd.grad(out.sum(), pos)
     assert torch.all(g == 0)
 
 
 def test_parameter_order_is_kept():
-    module = fpcore.WACSF(g2_eta=[1.0, 0.5], g2_rs=[1.5, 0.0], g4_zeta=[2.0, 1.0], g4_lambda=[1.0, -1.0],
-                          g4_eta=[0.08, 0.02], g4_rs=[0.0])
-    flipped = fpcore.WACSF(g2_eta=[0.5, 1.0], g2_rs=[0.0, 1.5], g4_zeta=[1.0, 2.0], g4_lambda=[-1.0, 1.0],
-                           g4_eta=[0.02, 0.08], g4_rs=[0.0])
+    module = fpcore.WACSF(
+        g2_eta=[1.0, 0.5], g2_rs=[1.5, 0.0], g4_zeta=[2.0, 1.0], g4_lambda=[1.0, -1.0], g4_eta=[0.08, 0.02], g4_rs=[0.0]
+    )
+    flipped = fpcore.WACSF(
+        g2_eta=[0.5, 1.0], g2_rs=[0.0, 1.5], g4_zeta=[1.0, 2.0], g4_lambda=[-1.0, 1.0], g4_eta=[0.02, 0.08], g4_rs=[0.0]
+    )
     atoms = random_structures()["skewed"]
     labels = module.feature_labels
     assert labels[0] == "G2(eta=1.0,Rs=1.5)" and labels[4] == "G4(zeta=2.0,lambda=1.0,eta=0.08,Rs=0.0)"
@@ -290,11 +299,13 @@ def test_operator_rejects_bad_inputs():
     with pytest.raises(RuntimeError, match="g4_zeta"):
         torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 3]), j, numbers, *params[:2], [0.5], *params[3:])
     with pytest.raises(RuntimeError, match="overflows float32"):
-        torch.ops.fpcore.wacsf(vectors.float(), torch.tensor([0, 1, 3]), j, numbers, *params[:4], [10.0], [3.0],
-                               *params[6:])
+        torch.ops.fpcore.wacsf(
+            vectors.float(), torch.tensor([0, 1, 3]), j, numbers, *params[:4], [10.0], [3.0], *params[6:]
+        )
     with pytest.raises(RuntimeError, match="grad_features"):
-        torch.ops.fpcore.wacsf_backward(torch.zeros(2, 3, dtype=torch.float64), vectors, torch.tensor([0, 1, 3]), j,
-                                        numbers, *params)
+        torch.ops.fpcore.wacsf_backward(
+            torch.zeros(2, 3, dtype=torch.float64), vectors, torch.tensor([0, 1, 3]), j, numbers, *params
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,6 +343,8 @@ def test_cuda_matches_cpu(dtype):
     assert float(x_cpu.abs().max()) > 0
     torch.testing.assert_close(x_gpu, x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
     torch.testing.assert_close(g_gpu, g_cpu, rtol=tol * 10, atol=tol * 10 * float(g_cpu.abs().max()))
-    torch.library.opcheck(torch.ops.fpcore.wacsf.default,
-                          (vectors.cuda(), row_ptr.cuda(), j.cuda(), numbers.cuda(), *params),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        torch.ops.fpcore.wacsf.default,
+        (vectors.cuda(), row_ptr.cuda(), j.cuda(), numbers.cuda(), *params),
+        test_utils=("test_schema", "test_faketensor"),
+    )

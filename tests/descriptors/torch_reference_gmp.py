@@ -17,7 +17,7 @@ import torch
 THRESHOLD_FACTOR = [1.0, 1.0, 1.0, 1.0, 1e-1, 1e-2, 1e-4, 1e-5, 1e-7, 1e-9, 1e-11]  # n = -1..9
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def solid_harmonics(n: int):
     """[(multiplicity, {(a, b, c): coeff})] over lambda, |lambda| = n, from (-1)^n r^(2n+1) d^lambda (1/r)."""
     x, y, z = sympy.symbols("x y z")
@@ -45,14 +45,25 @@ def gaussian_moment(k: int, u: torch.Tensor, gamma: torch.Tensor) -> torch.Tenso
     return total
 
 
-def gmp_reference(atoms_positions, numbers, cell, pbc, orders, sigmas, density, overlap_threshold=1e-11,
-                  square=False, scaling_mode="radial"):
+def gmp_reference(
+    atoms_positions,
+    numbers,
+    cell,
+    pbc,
+    orders,
+    sigmas,
+    density,
+    overlap_threshold=1e-11,
+    square=False,
+    scaling_mode="radial",
+):
     """density: {Z: [(B, beta), ...]}. Returns (N, F) in the GMPFeaturizer feature order."""
-    import fpcore
 
     pos = atoms_positions
     dtype = pos.dtype
-    feats = [(n, None) if n < 0 else (n, s) for n in sorted(set(orders)) for s in ([None] if n < 0 else sorted(set(sigmas)))]
+    feats = [
+        (n, None) if n < 0 else (n, s) for n in sorted(set(orders)) for s in ([None] if n < 0 else sorted(set(sigmas)))
+    ]
     zs = sorted(set(int(z) for z in numbers.tolist()))
 
     def radius2(n, s, b, beta):
@@ -67,8 +78,8 @@ def gmp_reference(atoms_positions, numbers, cell, pbc, orders, sigmas, density, 
 
     r_glob = math.sqrt(max(radius2(n, s, b, be) for n, s in feats for z in zs for b, be in density[z]))
     i, j, shifts = torch.ops.fpcore.neighbor_list(
-        pos.detach(), cell.detach().reshape(1, 3, 3), pbc.reshape(1, 3),
-        torch.tensor([0, pos.shape[0]]), r_glob)
+        pos.detach(), cell.detach().reshape(1, 3, 3), pbc.reshape(1, 3), torch.tensor([0, pos.shape[0]]), r_glob
+    )
     n_atoms = pos.shape[0]
     self_idx = torch.arange(n_atoms)
     i = torch.cat([i, self_idx])
@@ -105,8 +116,18 @@ def gmp_reference(atoms_positions, numbers, cell, pbc, orders, sigmas, density, 
         if scaling_mode == "radial":
             amp = (s * math.sqrt(2 * math.pi)) ** -3
         else:
-            c = [1.0, 0.75, 5.625, 147.65625, 9302.34375, 1151165.0390625, 246924900.87890625,
-                 84263122424.92676, 42974192436712.65, 3.163831150894136e16][n]
+            c = [
+                1.0,
+                0.75,
+                5.625,
+                147.65625,
+                9302.34375,
+                1151165.0390625,
+                246924900.87890625,
+                84263122424.92676,
+                42974192436712.65,
+                3.163831150894136e16,
+            ][n]
             amp = 1 / math.sqrt(c * alpha ** (-n) * (math.pi / (2 * alpha)) ** 1.5)
         gamma = alpha + g_beta
         c1 = amp * g_B * (math.pi / gamma) ** 1.5

@@ -22,19 +22,44 @@ def tiny_config(root: pathlib.Path, **extra) -> pathlib.Path:
     write_extxyz(root / "data" / "task.extxyz", structures(15, seed=2))
     cfg = {
         "data_root": str(root / "data"),
-        "arms": {"baseline": None,
-                 "wacsf": [{"name": "WACSF", "kwargs": {"cutoff": 3.5, "g2_eta": [0.5, 2.0], "g2_rs": [0.0],
-                                                        "g4_eta": [0.05], "g4_lambda": [1.0], "g4_zeta": [1.0]}}]},
-        "tasks": {"emt": {"source": "task.extxyz", "target": "energy_per_atom"},
-                  "other": {"source": "missing/none.extxyz.gz", "target": "x"}},
+        "arms": {
+            "baseline": None,
+            "wacsf": [
+                {
+                    "name": "WACSF",
+                    "kwargs": {
+                        "cutoff": 3.5,
+                        "g2_eta": [0.5, 2.0],
+                        "g2_rs": [0.0],
+                        "g4_eta": [0.05],
+                        "g4_lambda": [1.0],
+                        "g4_zeta": [1.0],
+                    },
+                }
+            ],
+        },
+        "tasks": {
+            "emt": {"source": "task.extxyz", "target": "energy_per_atom"},
+            "other": {"source": "missing/none.extxyz.gz", "target": "x"},
+        },
         "run_tasks": ["emt"],
         "seeds": [111, 222],
-        "pretrain": {"source": "corpus.extxyz", "max_structures": 12, "split": [0.75, 0.25, 0.0],
-                     "trainer": {"optim": {"epochs": 1}}},
-        "trainer": {"model": {"backbone": "SchNet", "backbone_kwargs": {"hidden": 16, "n_layers": 2, "n_rbf": 8},
-                              "cutoff": 4.0, "head_hidden": 16},
-                    "data": {"batch_size": 4, "cache_dir": str(root / "cache")},
-                    "run": {"progress": False, "device": "cpu"}},
+        "pretrain": {
+            "source": "corpus.extxyz",
+            "max_structures": 12,
+            "split": [0.75, 0.25, 0.0],
+            "trainer": {"optim": {"epochs": 1}},
+        },
+        "trainer": {
+            "model": {
+                "backbone": "SchNet",
+                "backbone_kwargs": {"hidden": 16, "n_layers": 2, "n_rbf": 8},
+                "cutoff": 4.0,
+                "head_hidden": 16,
+            },
+            "data": {"batch_size": 4, "cache_dir": str(root / "cache")},
+            "run": {"progress": False, "device": "cpu"},
+        },
         "finetune": {"trainer": {"optim": {"epochs": 2}, "run": {"plots": False}}},
     }
     cfg.update(extra)
@@ -63,12 +88,22 @@ def finished(tmp_path_factory):
 
 def test_end_to_end_outputs(finished):
     root, _, out = finished
-    for name in ("results.json", "table.md", "summary.json", "improvement.png", "experiment.yaml",
-                 "splits/emt_seed111.json"):
+    for name in (
+        "results.json",
+        "table.md",
+        "summary.json",
+        "improvement.png",
+        "experiment.yaml",
+        "splits/emt_seed111.json",
+    ):
         assert (out / name).is_file(), name
     records = json.loads((out / "results.json").read_text())
-    assert sorted((r["arm"], r["seed"]) for r in records) == [("baseline", 111), ("baseline", 222),
-                                                              ("wacsf", 111), ("wacsf", 222)]
+    assert sorted((r["arm"], r["seed"]) for r in records) == [
+        ("baseline", 111),
+        ("baseline", 222),
+        ("wacsf", 111),
+        ("wacsf", 222),
+    ]
     for r in records:
         assert r["task"] == "emt" and r["target"] == "energy_per_atom"
         assert r["test_mae"] > 0 and r["val_mae"] > 0 and r["epochs"] == 2 and r["wall_s"] > 0
@@ -78,8 +113,9 @@ def test_end_to_end_outputs(finished):
         assert r["test_mae"] == pytest.approx(summary["test_mae"])
         assert (r["init_from"] is None) == (r["arm"] == "baseline")
     # The same split for every arm of a seed, another for another seed.
-    splits = {(r["arm"], r["seed"]): json.loads((pathlib.Path(r["run_dir"]) / "split.json").read_text())
-              for r in records}
+    splits = {
+        (r["arm"], r["seed"]): json.loads((pathlib.Path(r["run_dir"]) / "split.json").read_text()) for r in records
+    }
     assert splits["baseline", 111] == splits["wacsf", 111]
     assert splits["baseline", 111]["test"] != splits["baseline", 222]["test"]
     # Pre-training used the 12-structure subsample, 9/3 split.
@@ -123,8 +159,8 @@ def test_improvement_and_table_maths():
     s = aggregate(records, ["baseline", "ead"], ["a", "b"], "baseline")
     assert s["tasks"]["a"]["arms"]["baseline"]["mean"] == 3.0
     assert s["tasks"]["a"]["arms"]["baseline"]["std"] == pytest.approx(math.sqrt(2.0))  # sample std over seeds
-    assert s["tasks"]["a"]["improvement_pct"]["ead"] == pytest.approx(50.0)    # (3 - 1.5) / 3
-    assert s["tasks"]["b"]["improvement_pct"]["ead"] == pytest.approx(-20.0)   # (10 - 12) / 10
+    assert s["tasks"]["a"]["improvement_pct"]["ead"] == pytest.approx(50.0)  # (3 - 1.5) / 3
+    assert s["tasks"]["b"]["improvement_pct"]["ead"] == pytest.approx(-20.0)  # (10 - 12) / 10
     assert s["average_improvement"]["ead"]["mean_pct"] == pytest.approx(15.0)  # mean over tasks
     assert improvement(4.0, 3.0) == pytest.approx(25.0)
     table = table_markdown(s)
@@ -164,8 +200,10 @@ def test_bad_configs(tmp_path):
     config = load_experiment_config(path, overrides=["run_tasks=[emt, other]"])
     with pytest.raises(FileNotFoundError, match=r"missing/none\.extxyz\.gz"):
         Experiment(config, progress=False)
-    assert main(["experiment", "--config", str(path), "--set", "run_tasks=[emt, other]", "--out",
-                 str(tmp_path / "o")]) == 2
+    assert (
+        main(["experiment", "--config", str(path), "--set", "run_tasks=[emt, other]", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert not (tmp_path / "o").exists()  # nothing ran
 
 

@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 from ase.build import bulk
@@ -24,8 +23,12 @@ def tensors(atoms, dtype=torch.float64):
 
 def model(name, head="GraphHead", n_out=2, seed=0):
     torch.manual_seed(seed)
-    return build_model({"backbone": {"class": name, "kwargs": BACKBONE_KWARGS[name]},
-                        "head": {"class": head, "kwargs": {"n_out": n_out, "hidden": 8}}})
+    return build_model(
+        {
+            "backbone": {"class": name, "kwargs": BACKBONE_KWARGS[name]},
+            "head": {"class": head, "kwargs": {"n_out": n_out, "hidden": 8}},
+        }
+    )
 
 
 def crystal():
@@ -114,12 +117,23 @@ def test_default_et_matches_the_paper_sizes():
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="unknown backbone 'nope'"):
-        build_model({"backbone": {"class": "nope", "kwargs": {}}, "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+        build_model(
+            {"backbone": {"class": "nope", "kwargs": {}}, "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}}
+        )
     with pytest.raises(ValueError, match="bad arguments"):
-        build_model({"backbone": {"class": "SchNet", "kwargs": {"hiden": 3}}, "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+        build_model(
+            {
+                "backbone": {"class": "SchNet", "kwargs": {"hiden": 3}},
+                "head": {"class": "GraphHead", "kwargs": {"n_out": 1}},
+            }
+        )
     with pytest.raises(ValueError, match="divisible"):
-        build_model({"backbone": {"class": "et", "kwargs": {"hidden": 10, "n_heads": 3}},
-                     "head": {"class": "GraphHead", "kwargs": {"n_out": 1}}})
+        build_model(
+            {
+                "backbone": {"class": "et", "kwargs": {"hidden": 10, "n_heads": 3}},
+                "head": {"class": "GraphHead", "kwargs": {"n_out": 1}},
+            }
+        )
     m = model("SchNet")
     z, pos, cell, pbc, batch = tensors(crystal())
     with pytest.raises(ValueError, match="atomic numbers"):

@@ -42,17 +42,44 @@ EDGE_CASES = {
     "cell_smaller_than_cutoff": (ase.build.bulk("Cu", "fcc", a=3.6), 9.0),
     "single_atom_periodic": (ase.Atoms("Ar", positions=[[0.1, 0.2, 0.3]], cell=np.eye(3) * 2.0, pbc=True), 5.0),
     "skewed_triclinic": (
-        ase.Atoms("SiO2", scaled_positions=[[0.1, 0.2, 0.3], [0.6, 0.1, 0.9], [0.4, 0.7, 0.2]],
-                  cell=[[3.0, 0.0, 0.0], [2.7, 1.3, 0.0], [-2.2, 1.1, 1.6]], pbc=True), 7.0),
+        ase.Atoms(
+            "SiO2",
+            scaled_positions=[[0.1, 0.2, 0.3], [0.6, 0.1, 0.9], [0.4, 0.7, 0.2]],
+            cell=[[3.0, 0.0, 0.0], [2.7, 1.3, 0.0], [-2.2, 1.1, 1.6]],
+            pbc=True,
+        ),
+        7.0,
+    ),
     "slab": (ase.build.fcc111("Pt", size=(2, 2, 3), vacuum=6.0), 5.5),
-    "wire": (ase.Atoms("C3", positions=[[0, 0, 0], [1.2, 0.3, 0.1], [2.5, -0.4, 0.2]], cell=[3.1, 0, 0], pbc=[True, False, False]), 4.0),
+    "wire": (
+        ase.Atoms(
+            "C3", positions=[[0, 0, 0], [1.2, 0.3, 0.1], [2.5, -0.4, 0.2]], cell=[3.1, 0, 0], pbc=[True, False, False]
+        ),
+        4.0,
+    ),
     "molecule_zero_cell": (ase.build.molecule("C6H6"), 3.0),
-    "molecule_in_box_outside": (ase.Atoms("H2O", positions=[[-5, 0, 0], [-5.9, 0.3, 0], [20, 1, 1]], cell=np.eye(3) * 4, pbc=False), 30.0),
+    "molecule_in_box_outside": (
+        ase.Atoms("H2O", positions=[[-5, 0, 0], [-5.9, 0.3, 0], [20, 1, 1]], cell=np.eye(3) * 4, pbc=False),
+        30.0,
+    ),
     "atoms_far_outside_cell": (
-        ase.Atoms("NaCl", positions=[[-7.3, 12.1, 3.3], [31.0, -4.4, -9.9]], cell=triclinic(4.0, 4.5, 5.0, 80, 95, 105), pbc=True), 6.0),
+        ase.Atoms(
+            "NaCl",
+            positions=[[-7.3, 12.1, 3.3], [31.0, -4.4, -9.9]],
+            cell=triclinic(4.0, 4.5, 5.0, 80, 95, 105),
+            pbc=True,
+        ),
+        6.0,
+    ),
     "mixed_pbc_skewed": (
-        ase.Atoms("Ga2As2", scaled_positions=np.random.default_rng(1).random((4, 3)),
-                  cell=triclinic(4.0, 5.0, 9.0, 70, 80, 110), pbc=[True, False, True]), 6.5),
+        ase.Atoms(
+            "Ga2As2",
+            scaled_positions=np.random.default_rng(1).random((4, 3)),
+            cell=triclinic(4.0, 5.0, 9.0, 70, 80, 110),
+            pbc=[True, False, True],
+        ),
+        6.5,
+    ),
     "single_atom_molecule": (ase.Atoms("He", positions=[[1.0, 2.0, 3.0]]), 4.0),
     "zero_cutoff": (ase.build.bulk("Si", "diamond", a=5.43), 0.0),
 }
@@ -255,7 +282,10 @@ def test_cuda_large_supercell_matches_cpu():
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda p, c, ptr: (p.clone().index_fill_(0, torch.tensor([20], device=p.device), float("nan")), c, ptr), "NaN"),
+        (
+            lambda p, c, ptr: (p.clone().index_fill_(0, torch.tensor([20], device=p.device), float("nan")), c, ptr),
+            "NaN",
+        ),
         (lambda p, c, ptr: (p, torch.zeros_like(c), ptr), "singular"),
         (lambda p, c, ptr: (p, c, torch.tensor([0, 20, 10, 32], device=p.device)), "ptr"),
         (lambda p, c, ptr: (p, c, torch.tensor([0, 16, 16, 31], device=p.device)), "ptr"),

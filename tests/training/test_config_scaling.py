@@ -8,8 +8,11 @@ from fpcore.training.config import DEFAULTS
 def test_layers_and_overrides(tmp_path):
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text("optim:\n  lr: 3.0e-4\nmodel:\n  backbone: et\n  backbone_kwargs: {hidden: 32}\n")
-    cfg = resolve_config("finetune", cfg_file, ["optim.lr=1e-3", "data.split=[0.5, 0.25, 0.25]",
-                                                "model.backbone_kwargs.n_layers=2", "run.tensorboard=true"])
+    cfg = resolve_config(
+        "finetune",
+        cfg_file,
+        ["optim.lr=1e-3", "data.split=[0.5, 0.25, 0.25]", "model.backbone_kwargs.n_layers=2", "run.tensorboard=true"],
+    )
     assert cfg["optim"]["lr"] == 1e-3 and isinstance(cfg["optim"]["lr"], float)
     assert cfg["data"]["split"] == [0.5, 0.25, 0.25]
     assert cfg["model"]["backbone"] == "et"

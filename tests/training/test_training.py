@@ -21,8 +21,11 @@ def dataset():
 
 
 def config(kind, *extra):
-    return resolve_config("pretrain" if kind == "pretrain" else "finetune", None,
-                          MODEL_SETS + ["data.split=[0.5, 0.25, 0.25]", "optim.early_stopping_patience=100", *extra])
+    return resolve_config(
+        "pretrain" if kind == "pretrain" else "finetune",
+        None,
+        MODEL_SETS + ["data.split=[0.5, 0.25, 0.25]", "optim.early_stopping_patience=100", *extra],
+    )
 
 
 def rows(path):
@@ -56,7 +59,9 @@ def test_checkpoint_is_plain_data_and_resume_is_exact(tmp_path, dataset):
     ra, rb = rows(tmp_path / "a" / "metrics.csv"), rows(tmp_path / "b" / "metrics.csv")
     assert [r["epoch"] for r in rb] == ["1", "2", "3", "4"]
     assert [r["val_mae"] for r in ra] == [r["val_mae"] for r in rb]
-    assert json.loads((tmp_path / "a" / "split.json").read_text()) == json.loads((tmp_path / "b" / "split.json").read_text())
+    assert json.loads((tmp_path / "a" / "split.json").read_text()) == json.loads(
+        (tmp_path / "b" / "split.json").read_text()
+    )
     # scalers and the optimizer state are tensors/plain data too
     assert set(a["scalers"]["target"]) >= {"mean", "std"} and "state" in a["optimizer"]
 
@@ -108,8 +113,9 @@ def test_pretrain_targets_cache_and_finetune_starts_from_pretrained_backbone(tmp
 
     # Fine-tuning starts from exactly the pre-trained backbone, with a fresh GraphHead.
     ft_cfg = config("finetune")
-    ft = Trainer("finetune", ft_cfg, tmp_path / "ft", info, device, dataset, split,
-                 init_from=tmp_path / "pre" / "best.pt")
+    ft = Trainer(
+        "finetune", ft_cfg, tmp_path / "ft", info, device, dataset, split, init_from=tmp_path / "pre" / "best.pt"
+    )
     want = backbone_state(pre["state_dict"])
     for key, value in ft.model.backbone.state_dict().items():
         assert torch.equal(value, want[key]), key

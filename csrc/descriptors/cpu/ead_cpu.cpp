@@ -22,8 +22,8 @@ void check_indices_cpu(const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
     TORCH_CHECK(ptr[i + 1] >= ptr[i], "fpcore.ead: 'row_ptr' must be non-decreasing (entry ", i + 1, ")");
   if (n_pairs > 0) {
     const int64_t lo = neighbors_j.min().item<int64_t>(), hi = neighbors_j.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < n_atoms, "fpcore.ead: 'neighbors_j' must index atoms 0..", n_atoms - 1, ", got ",
-                lo, "..", hi);
+    TORCH_CHECK(lo >= 0 && hi < n_atoms, "fpcore.ead: 'neighbors_j' must index atoms 0..", n_atoms - 1, ", got ", lo,
+                "..", hi);
   }
 }
 

@@ -45,7 +45,11 @@ struct EntryList {
   void reserve(int64_t cap) {
     cap += kBlock;
     if (static_cast<int64_t>(x.size()) < cap) {
-      x.resize(cap); y.resize(cap); z.resize(cap); d2.resize(cap); idx.resize(cap);
+      x.resize(cap);
+      y.resize(cap);
+      z.resize(cap);
+      d2.resize(cap);
+      idx.resize(cap);
     }
   }
   // Keeps the entries of src[b, e) with d2 <= r2 (src may be *this with b = 0: stable, in place).
@@ -58,13 +62,19 @@ struct EntryList {
     int64_t w = 0;
     for (int64_t q = b; q < e; ++q) {
       const T d = sd[q];
-      dx[w] = sx[q]; dy[w] = sy[q]; dz[w] = sz[q]; dd[w] = d; di[w] = si[q];
+      dx[w] = sx[q];
+      dy[w] = sy[q];
+      dz[w] = sz[q];
+      dd[w] = d;
+      di[w] = si[q];
       w += d <= r2 ? 1 : 0;
     }
     n = w;
     // padding up to whole lanes/blocks: excluded by every radius, zero moments
     for (int64_t q = n; q < n + kLanes<T> && q < static_cast<int64_t>(x.size()); ++q) {
-      x[q] = y[q] = z[q] = T(0); d2[q] = std::numeric_limits<T>::max(); idx[q] = -1;
+      x[q] = y[q] = z[q] = T(0);
+      d2[q] = std::numeric_limits<T>::max();
+      idx[q] = -1;
     }
   }
 };
@@ -189,17 +199,38 @@ FPCORE_INLINE void grad_order(const BlockPolys<T>& B, int nb, const T* G, T* rad
 template <typename T, typename F>
 FPCORE_INLINE void dispatch_order(int n, F&& f) {
   switch (n) {
-    case 0: f(std::integral_constant<int, 0>{}); break;
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 5: f(std::integral_constant<int, 5>{}); break;
-    case 6: f(std::integral_constant<int, 6>{}); break;
-    case 7: f(std::integral_constant<int, 7>{}); break;
-    case 8: f(std::integral_constant<int, 8>{}); break;
-    case 9: f(std::integral_constant<int, 9>{}); break;
-    default: f(std::integral_constant<int, -1>{});
+    case 0:
+      f(std::integral_constant<int, 0>{});
+      break;
+    case 1:
+      f(std::integral_constant<int, 1>{});
+      break;
+    case 2:
+      f(std::integral_constant<int, 2>{});
+      break;
+    case 3:
+      f(std::integral_constant<int, 3>{});
+      break;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      break;
+    case 5:
+      f(std::integral_constant<int, 5>{});
+      break;
+    case 6:
+      f(std::integral_constant<int, 6>{});
+      break;
+    case 7:
+      f(std::integral_constant<int, 7>{});
+      break;
+    case 8:
+      f(std::integral_constant<int, 8>{});
+      break;
+    case 9:
+      f(std::integral_constant<int, 9>{});
+      break;
+    default:
+      f(std::integral_constant<int, -1>{});
   }
 }
 
@@ -229,7 +260,10 @@ struct CentreScratch {
       for (int64_t p = b; p < e; ++p) {
         const int64_t q = p - b + 1;
         const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
-        sorted.x[q] = x; sorted.y[q] = y; sorted.z[q] = z; sorted.d2[q] = x * x + y * y + z * z;
+        sorted.x[q] = x;
+        sorted.y[q] = y;
+        sorted.z[q] = z;
+        sorted.d2[q] = x * x + y * y + z * z;
         sorted.idx[q] = p;
       }
       seg_species.push_back(s_self);
@@ -251,7 +285,10 @@ struct CentreScratch {
     // cnt[s] is now the first slot of species s
     auto put = [&](int64_t s, T x, T y, T z, int64_t id) {
       const int64_t q = cnt[s]++;
-      sorted.x[q] = x; sorted.y[q] = y; sorted.z[q] = z; sorted.d2[q] = x * x + y * y + z * z;
+      sorted.x[q] = x;
+      sorted.y[q] = y;
+      sorted.z[q] = z;
+      sorted.d2[q] = x * x + y * y + z * z;
       sorted.idx[q] = id;
     };
     put(s_self, T(0), T(0), T(0), -1);
@@ -259,14 +296,13 @@ struct CentreScratch {
   }
 };
 
-
 // Walks the kept (entry, Gaussian, group) triples of centres [begin, end): for every centre with
 // start(i) true, block(kept, b, nb, k, c2, lam, s, g) for every block of at most kBlock kept entries of
 // group k (with the block's exponentials and moment polynomials in S.blk), then finish(i).
 template <typename T, typename Start, typename Block, typename Finish>
 FPCORE_INLINE void walk_centres(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj,
-                                const int64_t* sp, int64_t begin, int64_t end, CentreScratch<T>& S,
-                                Start&& start, Block&& block, Finish&& finish) {
+                                const int64_t* sp, int64_t begin, int64_t end, CentreScratch<T>& S, Start&& start,
+                                Block&& block, Finish&& finish) {
   constexpr int L = kLanes<T>;
   std::vector<int64_t> seg_s, seg_b;
   const int64_t Z = t.n_species, G = t.n_gauss, K = t.n_groups;
@@ -383,17 +419,16 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
       [](int64_t) {});
 }
 
-#define FPCORE_GMP_DEFINE(T)                                                                                 \
-  FPCORE_CPU_CLONES void forward_centres(const Tables<T>& t, const T* vec, const int64_t* rp,                \
-                                         const int64_t* nj, const int64_t* sp, T* mom, T* out,               \
-                                         int64_t n_moments, bool square, int64_t begin, int64_t end) {       \
-    forward_centres_impl<T>(t, vec, rp, nj, sp, mom, out, n_moments, square, begin, end);                    \
-  }                                                                                                          \
-  FPCORE_CPU_CLONES void backward_centres(const Tables<T>& t, const T* vec, const int64_t* rp,               \
-                                          const int64_t* nj, const int64_t* sp, const T* mom, const T* gf,   \
-                                          const T* gmom, T* gv, int64_t n_moments, bool square,              \
-                                          int64_t begin, int64_t end) {                                      \
-    backward_centres_impl<T>(t, vec, rp, nj, sp, mom, gf, gmom, gv, n_moments, square, begin, end);          \
+#define FPCORE_GMP_DEFINE(T)                                                                                      \
+  FPCORE_CPU_CLONES void forward_centres(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj,  \
+                                         const int64_t* sp, T* mom, T* out, int64_t n_moments, bool square,       \
+                                         int64_t begin, int64_t end) {                                            \
+    forward_centres_impl<T>(t, vec, rp, nj, sp, mom, out, n_moments, square, begin, end);                         \
+  }                                                                                                               \
+  FPCORE_CPU_CLONES void backward_centres(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj, \
+                                          const int64_t* sp, const T* mom, const T* gf, const T* gmom, T* gv,     \
+                                          int64_t n_moments, bool square, int64_t begin, int64_t end) {           \
+    backward_centres_impl<T>(t, vec, rp, nj, sp, mom, gf, gmom, gv, n_moments, square, begin, end);               \
   }
 FPCORE_GMP_DEFINE(float)
 FPCORE_GMP_DEFINE(double)
@@ -404,8 +439,8 @@ void check_indices(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, con
                    int64_t n_species) {
   const int64_t N = species.size(0), P = neighbors_j.size(0);
   const int64_t* rp = row_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(rp[0] == 0 && rp[N] == P, "fpcore.gmp: 'row_ptr' must run from 0 to the number of pairs ", P,
-              ", got ", rp[0], "..", rp[N]);
+  TORCH_CHECK(rp[0] == 0 && rp[N] == P, "fpcore.gmp: 'row_ptr' must run from 0 to the number of pairs ", P, ", got ",
+              rp[0], "..", rp[N]);
   for (int64_t i = 0; i < N; ++i)
     TORCH_CHECK(rp[i] <= rp[i + 1], "fpcore.gmp: 'row_ptr' must be non-decreasing (atom ", i, ")");
   const int64_t* j = neighbors_j.data_ptr<int64_t>();
@@ -463,24 +498,24 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
                             const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
                             const at::Tensor& group_features_in, const at::Tensor& group_max_order_in,
                             const at::Tensor& orders_in, const at::Tensor& offsets_in, const at::Tensor& c1_in,
-                            const at::Tensor& radii2_in, const at::Tensor& coeffs_in,
-                            const at::Tensor& multiplicity_in, int64_t n_moments, bool square) {
+                            const at::Tensor& radii2_in, const at::Tensor& coeffs_in, const at::Tensor& multiplicity_in,
+                            int64_t n_moments, bool square) {
   gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
   gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const int64_t N = species_in.size(0), F = orders_in.size(0);
-  TORCH_CHECK(grad_features_in.sizes() == at::IntArrayRef({N, F}) &&
-                  grad_features_in.scalar_type() == vectors_in.scalar_type(),
-              "fpcore.gmp_backward: 'grad_features' must be (N, F) = (", N, ", ", F, ") of the dtype of 'vectors'");
-  TORCH_CHECK(moments_in.sizes() == at::IntArrayRef({N, n_moments}) &&
-                  moments_in.scalar_type() == vectors_in.scalar_type(),
-              "fpcore.gmp_backward: 'moments' must be (N, n_moments) of the dtype of 'vectors'");
+  TORCH_CHECK(
+      grad_features_in.sizes() == at::IntArrayRef({N, F}) && grad_features_in.scalar_type() == vectors_in.scalar_type(),
+      "fpcore.gmp_backward: 'grad_features' must be (N, F) = (", N, ", ", F, ") of the dtype of 'vectors'");
+  TORCH_CHECK(
+      moments_in.sizes() == at::IntArrayRef({N, n_moments}) && moments_in.scalar_type() == vectors_in.scalar_type(),
+      "fpcore.gmp_backward: 'moments' must be (N, n_moments) of the dtype of 'vectors'");
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
   if (has_gm)
-    TORCH_CHECK(grad_moments_in->sizes() == moments_in.sizes() &&
-                    grad_moments_in->scalar_type() == vectors_in.scalar_type(),
-                "fpcore.gmp_backward: 'grad_moments' must match 'moments'");
+    TORCH_CHECK(
+        grad_moments_in->sizes() == moments_in.sizes() && grad_moments_in->scalar_type() == vectors_in.scalar_type(),
+        "fpcore.gmp_backward: 'grad_moments' must match 'moments'");
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();

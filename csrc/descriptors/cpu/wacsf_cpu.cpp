@@ -23,8 +23,10 @@ using List = at::ArrayRef<double>;
 void check_index_values(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, int64_t n_pairs) {
   const int64_t n_atoms = row_ptr.size(0) - 1;
   const int64_t* ptr = row_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(ptr[0] == 0 && ptr[n_atoms] == n_pairs, "fpcore.wacsf: 'row_ptr' must start at 0 and end at the "
-              "number of pairs ", n_pairs, ", got ", ptr[0], " .. ", ptr[n_atoms]);
+  TORCH_CHECK(ptr[0] == 0 && ptr[n_atoms] == n_pairs,
+              "fpcore.wacsf: 'row_ptr' must start at 0 and end at the "
+              "number of pairs ",
+              n_pairs, ", got ", ptr[0], " .. ", ptr[n_atoms]);
   for (int64_t i = 0; i < n_atoms; ++i)
     TORCH_CHECK(ptr[i] <= ptr[i + 1], "fpcore.wacsf: 'row_ptr' must be non-decreasing (entry ", i, ")");
   const int64_t* j = neighbors_j.data_ptr<int64_t>();
@@ -44,18 +46,18 @@ constexpr int64_t kLanes = 32 / static_cast<int64_t>(sizeof(T));  // one 256-bit
 
 template <typename T>
 struct Scratch {
-  int64_t cap = 0;               // rows reserved per array (max entries of a centre in the chunk)
-  int64_t n_radial = 0;          // eta rows of G4 followed by those of G5
+  int64_t cap = 0;                         // rows reserved per array (max entries of a centre in the chunk)
+  int64_t n_radial = 0;                    // eta rows of G4 followed by those of G5
   std::vector<T> x, y, z, d, fc, dfc, wt;  // wt: Z_j (forward)
-  std::vector<T> radial, dradial;  // (n_radial, cap)
-  std::vector<T> gx, gy, gz;       // backward: dL/dvectors of the packed rows
-  std::vector<T> exjk;             // backward: exp(-eta r_jk^2) of row p, (n_eta, cap)
-  std::vector<int64_t> index;      // packed row -> entry of the centre
-  std::vector<int64_t> near;       // contributing partners q of the current row p
-  std::vector<T> r2, cos, fcjk, dfcjk;  // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
-  std::vector<T> acc;              // forward: angular sums (n_zl, n_eta) per block
-  std::vector<T> A, dA, W;         // angular factors (n_zl) and folded gradient (n_zl, n_eta)
-  std::vector<T> B, dB;            // backward: per eta, sum_zl W A and W dA
+  std::vector<T> radial, dradial;          // (n_radial, cap)
+  std::vector<T> gx, gy, gz;               // backward: dL/dvectors of the packed rows
+  std::vector<T> exjk;                     // backward: exp(-eta r_jk^2) of row p, (n_eta, cap)
+  std::vector<int64_t> index;              // packed row -> entry of the centre
+  std::vector<int64_t> near;               // contributing partners q of the current row p
+  std::vector<T> r2, cos, fcjk, dfcjk;     // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
+  std::vector<T> acc;                      // forward: angular sums (n_zl, n_eta) per block
+  std::vector<T> A, dA, W;                 // angular factors (n_zl) and folded gradient (n_zl, n_eta)
+  std::vector<T> B, dB;                    // backward: per eta, sum_zl W A and W dA
   // forward, compacted partners t of row p (padded to whole lanes): cos, r_jk^2, weight (f_c(r_jk),
   // 1 for G5, 0 for padding), partner row, per-eta triplet factors E (n_eta, lcap), A and its powers
   std::vector<T> ccos, cr2, cw, E, Av, base, pw;
@@ -165,8 +167,7 @@ FPCORE_INLINE T cos_pi_half(T u) {
 template <typename T>
 FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m,
                                   Scratch<T>& s, bool compact = false) {
-  const T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(),
-          *__restrict D = s.d.data();
+  const T* __restrict X = s.x.data(), * __restrict Y = s.y.data(), * __restrict Z = s.z.data(), * __restrict D = s.d.data();
   T *__restrict r2v = s.r2.data(), *__restrict cosv = s.cos.data(), *__restrict fcv = s.fcjk.data(),
     *__restrict dfcv = s.dfcjk.data();
   const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
@@ -203,7 +204,7 @@ FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivat
   if (compact) {
     // Forward: the contributing partners' values packed contiguously and padded to whole lanes with
     // zero-weight entries, so the per-triplet loops run over full vectors with unit stride.
-    T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data();
+    T* __restrict cc = s.ccos.data(), * __restrict cr = s.cr2.data(), * __restrict cw = s.cw.data();
     int64_t* __restrict cq = s.cq.data();
     int64_t count = 0;
     for (int64_t q = p + 1; q < m; ++q) {
@@ -232,8 +233,8 @@ FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivat
 // Packs the entries of one centre (see Scratch) and, if out != nullptr, adds the G2 features.
 // Forward keeps entries with f_c != 0, backward those with f_c or f_c' != 0 (the set wacsf_math.h uses).
 template <typename T>
-FPCORE_INLINE int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
-                    bool backward, Scratch<T>& s, T* out) {
+FPCORE_INLINE int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
+                                  const int64_t* numbers, bool backward, Scratch<T>& s, T* out) {
   int64_t m = 0;
   const int64_t cap = s.cap;
   for (int64_t p = 0; p < n; ++p) {
@@ -290,7 +291,12 @@ FPCORE_INLINE int64_t pack_centre_forward(const Params<T>& P, int64_t n, const T
     T fc, dfc;
     cutoff_function(P.cutoff_fn, d, P.cutoff, fc, dfc);
     if (fc == T(0)) continue;
-    X[m] = x; Y[m] = y; Z[m] = z; D[m] = d; FC[m] = fc; DFC[m] = dfc;
+    X[m] = x;
+    Y[m] = y;
+    Z[m] = z;
+    D[m] = d;
+    FC[m] = fc;
+    DFC[m] = dfc;
     W[m] = static_cast<T>(numbers[nbr[p]]);
     index[m] = p;
     ++m;
@@ -306,7 +312,8 @@ FPCORE_INLINE int64_t pack_centre_forward(const Params<T>& P, int64_t n, const T
         for (int64_t t0 = 0; t0 < padded; t0 += L)
           for (int64_t l = 0; l < L; ++l) {
             const T t = D[t0 + l] - rs;
-            lanes[l] += W[t0 + l] * static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * t * t))) * FC[t0 + l];
+            lanes[l] +=
+                W[t0 + l] * static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * t * t))) * FC[t0 + l];
           }
       } else {  // a growing exponential, outside exp_nonpositive's domain
         for (int64_t t0 = 0; t0 < padded; t0 += L)
@@ -322,7 +329,13 @@ FPCORE_INLINE int64_t pack_centre_forward(const Params<T>& P, int64_t n, const T
   int64_t k = 0;
   for (int64_t t = 0; t < m; ++t) {
     if (D[t] == T(0)) continue;  // rare (overlapping images): a branch that is always predicted
-    X[k] = X[t]; Y[k] = Y[t]; Z[k] = Z[t]; D[k] = D[t]; FC[k] = FC[t]; DFC[k] = DFC[t]; W[k] = W[t];
+    X[k] = X[t];
+    Y[k] = Y[t];
+    Z[k] = Z[t];
+    D[k] = D[t];
+    FC[k] = FC[t];
+    DFC[k] = DFC[t];
+    W[k] = W[t];
     index[k] = index[t];
     ++k;
   }
@@ -359,10 +372,9 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
   const int64_t m = pack_centre_forward(P, n, vec, nbr, numbers, s, out);
   if (!P.any_angular() || m < 2) return;
   const int64_t cap = s.cap, lcap = s.lcap;
-  const T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data();
+  const T* __restrict cc = s.ccos.data(), * __restrict cr = s.cr2.data(), * __restrict cw = s.cw.data();
   const int64_t* __restrict cq = s.cq.data();
-  T *__restrict E = s.E.data(), *__restrict Av = s.Av.data(), *__restrict base = s.base.data(),
-    *__restrict pw = s.pw.data();
+  T* __restrict E = s.E.data(), * __restrict Av = s.Av.data(), * __restrict base = s.base.data(), * __restrict pw = s.pw.data();
   int64_t row0 = 0;  // first radial row of the block
   for (int blk = 0; blk < 2; ++blk) {
     const Angular<T>& b = P.block[blk];
@@ -437,8 +449,8 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
 
 // dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
 template <typename T>
-FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
-                         const T* grad_out, Scratch<T>& s, T* grad) {
+FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
+                                       const int64_t* numbers, const T* grad_out, Scratch<T>& s, T* grad) {
   for (int64_t k = 0; k < 3 * n; ++k) grad[k] = T(0);
   const int64_t m = pack_centre(P, n, vec, nbr, numbers, true, s, static_cast<T*>(nullptr));
   // G2: dG2/dd = Z exp(-eta t^2) (f_c' - 2 eta t f_c), t = d - Rs. Computed over all entries as in
@@ -567,34 +579,32 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
 
 // The forward and backward over centres [begin, end), compiled per CPU level (target_clones): everything it calls
 // in the hot path is inlined so the AVX2 clone vectorises it all.
-#define FPCORE_WACSF_DEFINE(T)                                                                              \
-  FPCORE_CPU_CLONES void forward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr,          \
-                                       const int64_t* z, const T* vec, T* o, int64_t begin, int64_t end,   \
-                                       Scratch<T>& s) {                                                    \
-    for (int64_t i = begin; i < end; ++i) {                                                                \
-      const int64_t b = ptr[i];                                                                            \
-      centre_forward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, s, o + i * P.n_features);             \
-    }                                                                                                      \
-  }                                                                                                        \
-  FPCORE_CPU_CLONES void backward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr,         \
-                                        const int64_t* z, const T* vec, const T* g, T* gv, int64_t begin,  \
-                                        int64_t end, Scratch<T>& s) {                                      \
-    for (int64_t i = begin; i < end; ++i) {                                                                \
-      const int64_t b = ptr[i];                                                                            \
-      centre_backward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, s, gv + 3 * b); \
-    }                                                                                                      \
+#define FPCORE_WACSF_DEFINE(T)                                                                                        \
+  FPCORE_CPU_CLONES void forward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr, const int64_t* z,  \
+                                       const T* vec, T* o, int64_t begin, int64_t end, Scratch<T>& s) {               \
+    for (int64_t i = begin; i < end; ++i) {                                                                           \
+      const int64_t b = ptr[i];                                                                                       \
+      centre_forward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, s, o + i * P.n_features);                        \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  FPCORE_CPU_CLONES void backward_range(const Params<T>& P, const int64_t* ptr, const int64_t* nbr, const int64_t* z, \
+                                        const T* vec, const T* g, T* gv, int64_t begin, int64_t end, Scratch<T>& s) { \
+    for (int64_t i = begin; i < end; ++i) {                                                                           \
+      const int64_t b = ptr[i];                                                                                       \
+      centre_backward_cpu(P, ptr[i + 1] - b, vec + 3 * b, nbr + b, z, g + i * P.n_features, s, gv + 3 * b);           \
+    }                                                                                                                 \
   }
 FPCORE_WACSF_DEFINE(float)
 FPCORE_WACSF_DEFINE(double)
 #undef FPCORE_WACSF_DEFINE
 
 at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
-                     const at::Tensor& numbers_in, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda,
-                     List g4_eta, List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs,
-                     int64_t cutoff_fn, double cutoff) {
+                     const at::Tensor& numbers_in, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
+                     List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
+                     double cutoff) {
   check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in);
-  const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta,
-                                   g5_rs, cutoff_fn, cutoff);
+  const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs,
+                                   cutoff_fn, cutoff);
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const int64_t n_atoms = row_ptr.size(0) - 1;
@@ -616,12 +626,12 @@ at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
 }
 
 at::Tensor wacsf_backward_cpu(const at::Tensor& grad_in, const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
-                              const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in, List g2_eta,
-                              List g2_rs, List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta,
-                              List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                              const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in, List g2_eta, List g2_rs,
+                              List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
+                              List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
   check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in);
-  const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta,
-                                   g5_rs, cutoff_fn, cutoff);
+  const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs,
+                                   cutoff_fn, cutoff);
   const int64_t n_atoms = row_ptr_in.size(0) - 1;
   check_grad(grad_in, vectors_in, n_atoms, h.n_features);
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();

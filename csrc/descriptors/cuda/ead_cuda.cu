@@ -70,8 +70,8 @@ at::Tensor ead_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, 
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_cuda", [&] {
     ead_forward_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
-        numbers.data_ptr<int64_t>(), eta_t.data_ptr<scalar_t>(), rs_t.data_ptr<scalar_t>(), prm, n_atoms,
-        scratch_size, F, scratch.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
+        numbers.data_ptr<int64_t>(), eta_t.data_ptr<scalar_t>(), rs_t.data_ptr<scalar_t>(), prm, n_atoms, scratch_size,
+        F, scratch.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -79,8 +79,8 @@ at::Tensor ead_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, 
 
 at::Tensor ead_backward_cuda(const at::Tensor& grad_output_in, const at::Tensor& vectors_in,
                              const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
-                             const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs,
-                             int64_t L, c10::string_view cutoff_fn, double cutoff) {
+                             const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
+                             c10::string_view cutoff_fn, double cutoff) {
   const ead::Params prm = ead::check_arguments(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, eta, rs, L,
                                                std::string(cutoff_fn), cutoff);
   const int64_t n_atoms = numbers_in.size(0);

@@ -39,15 +39,14 @@ __global__ void gmp_forward_kernel(Tables<T> t, const T* __restrict__ vec, const
 
 template <typename T>
 __global__ void gmp_backward_kernel(Tables<T> t, const T* __restrict__ vec, const int64_t* __restrict__ rp,
-                                    const int64_t* __restrict__ nj, const int64_t* __restrict__ sp,
-                                    int64_t n_moments, bool square, const T* __restrict__ gf,
-                                    const T* __restrict__ mom, const T* __restrict__ gmom, T* __restrict__ gv) {
+                                    const int64_t* __restrict__ nj, const int64_t* __restrict__ sp, int64_t n_moments,
+                                    bool square, const T* __restrict__ gf, const T* __restrict__ mom,
+                                    const T* __restrict__ gmom, T* __restrict__ gv) {
   extern __shared__ unsigned char smem[];
   T* G = reinterpret_cast<T*>(smem);
   const int64_t i = blockIdx.x;
   if (rp[i] == rp[i + 1]) return;  // only the constant self term: whole block leaves together
-  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x)
-    G[m] = gmom ? gmom[i * n_moments + m] : T(0);
+  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) G[m] = gmom ? gmom[i * n_moments + m] : T(0);
   __syncthreads();
   // features own disjoint moment ranges, so threads over features never collide
   const T* Q = mom + i * n_moments;
@@ -60,7 +59,8 @@ __global__ void gmp_backward_kernel(Tables<T> t, const T* __restrict__ vec, cons
 
 size_t shared_bytes(int64_t n_moments, at::ScalarType type) {
   const size_t bytes = static_cast<size_t>(n_moments) * at::elementSize(type);
-  TORCH_CHECK(bytes <= 48 * 1024, "fpcore.gmp (CUDA): ", n_moments, " moments per atom exceed the 48 KiB of shared "
+  TORCH_CHECK(bytes <= 48 * 1024, "fpcore.gmp (CUDA): ", n_moments,
+              " moments per atom exceed the 48 KiB of shared "
               "memory of one block; use fewer features per GMP module");
   return bytes;
 }

@@ -26,8 +26,7 @@ constexpr int kThreads = 128;
 template <typename scalar_t>
 __global__ void forward_kernel(Params<scalar_t> P, int64_t n_atoms, const int64_t* __restrict__ ptr,
                                const scalar_t* __restrict__ vec, const int64_t* __restrict__ nbr,
-                               const int64_t* __restrict__ numbers, scalar_t* cache, scalar_t* work,
-                               scalar_t* out) {
+                               const int64_t* __restrict__ numbers, scalar_t* cache, scalar_t* work, scalar_t* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_atoms) return;
   const int64_t b = ptr[i];
@@ -54,8 +53,7 @@ struct Prepared {
 
 Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                  const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
-                 List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
-                 double cutoff) {
+                 List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
   check_inputs(vectors, row_ptr, neighbors_j, numbers);
   Prepared s;
   s.h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn,
@@ -73,9 +71,9 @@ Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at:
 }
 
 at::Tensor wacsf_cuda(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
-                      const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda,
-                      List g4_eta, List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs,
-                      int64_t cutoff_fn, double cutoff) {
+                      const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
+                      List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
+                      double cutoff) {
   const c10::cuda::CUDAGuard guard(vectors.device());
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
@@ -97,8 +95,8 @@ at::Tensor wacsf_cuda(const at::Tensor& vectors, const at::Tensor& row_ptr, cons
 
 at::Tensor wacsf_backward_cuda(const at::Tensor& grad_features, const at::Tensor& vectors, const at::Tensor& row_ptr,
                                const at::Tensor& neighbors_j, const at::Tensor& numbers, List g2_eta, List g2_rs,
-                               List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta,
-                               List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                               List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
+                               List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
   const c10::cuda::CUDAGuard guard(vectors.device());
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);

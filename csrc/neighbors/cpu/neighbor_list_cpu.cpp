@@ -25,21 +25,21 @@ constexpr int64_t kSampleAtoms = 64;
 
 // Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
 struct BatchGrid {
-  std::vector<Grid> grids;              // (B)
-  std::vector<int64_t> bin_start;       // (total bins + 1): CSR over atoms sorted by bin
-  std::vector<int64_t> sorted_atom;     // (N): atom index in bin order
-  std::vector<double> sorted_wrapped;   // (N, 3): wrapped positions in bin order (contiguous scans)
-  std::vector<int64_t> sorted_shift;    // (N, 3): wrap shifts in bin order
-  std::vector<double> wrapped;          // (N, 3): positions wrapped into the cell, atom order
-  std::vector<int64_t> wrap_shift;      // (N, 3): n_i with wrapped = positions - n_i @ cell
-  std::vector<int64_t> atom_bin;        // (N, 3): bin coordinates of each atom
-  std::vector<double> frac;             // (N, 3): basis coordinates used for binning (origin-shifted)
-  std::vector<int64_t> structure_of;    // (N)
+  std::vector<Grid> grids;             // (B)
+  std::vector<int64_t> bin_start;      // (total bins + 1): CSR over atoms sorted by bin
+  std::vector<int64_t> sorted_atom;    // (N): atom index in bin order
+  std::vector<double> sorted_wrapped;  // (N, 3): wrapped positions in bin order (contiguous scans)
+  std::vector<int64_t> sorted_shift;   // (N, 3): wrap shifts in bin order
+  std::vector<double> wrapped;         // (N, 3): positions wrapped into the cell, atom order
+  std::vector<int64_t> wrap_shift;     // (N, 3): n_i with wrapped = positions - n_i @ cell
+  std::vector<int64_t> atom_bin;       // (N, 3): bin coordinates of each atom
+  std::vector<double> frac;            // (N, 3): basis coordinates used for binning (origin-shifted)
+  std::vector<int64_t> structure_of;   // (N)
 };
 
 template <typename scalar_t>
-void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at::Tensor& pbc,
-                 const at::Tensor& ptr, double cutoff, BatchGrid& out) {
+void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at::Tensor& pbc, const at::Tensor& ptr,
+                 double cutoff, BatchGrid& out) {
   const int64_t n_structures = cells.size(0);
   const int64_t n_atoms = positions.size(0);
   auto pos = positions.accessor<scalar_t, 2>();
@@ -77,8 +77,7 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
       double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
       for (int64_t a = first; a < last; ++a) {
         out.structure_of[a] = s;
-        double r[3] = {static_cast<double>(pos[a][0]), static_cast<double>(pos[a][1]),
-                       static_cast<double>(pos[a][2])};
+        double r[3] = {static_cast<double>(pos[a][0]), static_cast<double>(pos[a][1]), static_cast<double>(pos[a][2])};
         for (int k = 0; k < 3; ++k) {
           double f = grid::fractional(g, r, k);
           out.wrap_shift[3 * a + k] = g.periodic[k] ? static_cast<int64_t>(std::floor(f)) : 0;
@@ -167,8 +166,7 @@ struct Pair {
 // Appends every neighbor of atom `a` to `buffer`. Bins (and periodic images) whose box is provably
 // farther than the cutoff from the atom are skipped, using the triangular frame of the grid: the
 // bound grows one loop level at a time, so whole rows and planes of bins are skipped at once.
-void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq,
-                 std::vector<Pair>& buffer) {
+void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq, std::vector<Pair>& buffer) {
   const Grid& g = bg.grids[bg.structure_of[a]];
   const int64_t* home = &bg.atom_bin[3 * a];
   const double* ri = &bg.wrapped[3 * a];
@@ -242,10 +240,8 @@ void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cuto
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tensor& positions_in,
-                                                                 const at::Tensor& cells_in,
-                                                                 const at::Tensor& pbc_in,
-                                                                 const at::Tensor& ptr_in,
-                                                                 double cutoff) {
+                                                                 const at::Tensor& cells_in, const at::Tensor& pbc_in,
+                                                                 const at::Tensor& ptr_in, double cutoff) {
   check_neighbor_list_inputs(positions_in, cells_in, pbc_in, ptr_in, cutoff);
   const auto positions = positions_in.contiguous();
   const auto cells = cells_in.contiguous();
@@ -254,8 +250,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
   check_ptr_values(ptr, positions.size(0));
   TORCH_CHECK(at::isfinite(positions).all().item<bool>(),
               "fpcore.neighbor_list: positions contain NaN or infinite values");
-  TORCH_CHECK(at::isfinite(cells).all().item<bool>(),
-              "fpcore.neighbor_list: cells contain NaN or infinite values");
+  TORCH_CHECK(at::isfinite(cells).all().item<bool>(), "fpcore.neighbor_list: cells contain NaN or infinite values");
 
   auto long_opts = positions.options().dtype(at::kLong);
   const int64_t n_atoms = positions.size(0);
@@ -264,17 +259,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
   }
 
   BatchGrid bg;
-  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu", [&] {
-    build_grids<scalar_t>(positions, cells, pbc, ptr, cutoff, bg);
-  });
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu",
+                             [&] { build_grids<scalar_t>(positions, cells, pbc, ptr, cutoff, bg); });
   const auto cells_double = cells.to(at::kDouble).contiguous();
   const double* cell_data = cells_double.data_ptr<double>();
 
   // Fixed chunks of consecutive atoms, so the concatenated output is grouped by ascending i
   // whatever the number of threads.
-  const int64_t n_chunks = n_atoms < kMinAtomsForThreads
-                               ? 1
-                               : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
+  const int64_t n_chunks =
+      n_atoms < kMinAtomsForThreads ? 1 : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
   std::vector<std::vector<Pair>> buffers(n_chunks);
   const double cutoff_sq = cutoff * cutoff;
   at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
@@ -317,6 +310,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fpcore, CPU, m) { m.impl("neighbor_list", &neighbor_list_cpu); }
+TORCH_LIBRARY_IMPL(fpcore, CPU, m) {
+  m.impl("neighbor_list", &neighbor_list_cpu);
+}
 
 }  // namespace fpcore

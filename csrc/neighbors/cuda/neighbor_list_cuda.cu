@@ -108,7 +108,8 @@ __global__ void setup_kernel(const scalar_t* __restrict__ positions, const scala
     for (int d = 0; d < 3; ++d) {
       // Same operations as the CPU kernel, without FMA contraction, so both wrap identically.
       w[d] = r[d];
-      for (int k = 0; k < 3; ++k) w[d] = __dsub_rn(w[d], __dmul_rn(static_cast<double>(n[k]), static_cast<double>(cells[9 * s + 3 * k + d])));
+      for (int k = 0; k < 3; ++k)
+        w[d] = __dsub_rn(w[d], __dmul_rn(static_cast<double>(n[k]), static_cast<double>(cells[9 * s + 3 * k + d])));
       wrapped[3 * a + d] = w[d];
     }
     // Extent of the wrapped positions, the values bin_kernel bins (as in the CPU kernel).
@@ -259,7 +260,9 @@ __global__ void search_kernel(const Grid* __restrict__ grids, const double* __re
   if (!kFill) count[a] = n_found;
 }
 
-int64_t blocks_for(int64_t n, int threads) { return (n + threads - 1) / threads; }
+int64_t blocks_for(int64_t n, int threads) {
+  return (n + threads - 1) / threads;
+}
 
 void throw_input_error(int32_t flags, const at::Tensor& status, double cutoff) {
   // Error path only: a second device->host copy to name the failing structure.
@@ -271,10 +274,14 @@ void throw_input_error(int32_t flags, const at::Tensor& status, double cutoff) {
       if (st[s] == code) return s;
     return int64_t(-1);
   };
-  TORCH_CHECK(!(flags & (1 << kBadPtr)), "fpcore.neighbor_list: 'ptr' must start at 0, end at the number of "
-              "atoms and be non-decreasing (problem at structure ", first_with(kBadPtr), ")");
-  TORCH_CHECK(!(flags & (1 << kNonFinite)), "fpcore.neighbor_list: positions or cells contain NaN or "
-              "infinite values (structure ", first_with(kNonFinite), ")");
+  TORCH_CHECK(!(flags & (1 << kBadPtr)),
+              "fpcore.neighbor_list: 'ptr' must start at 0, end at the number of "
+              "atoms and be non-decreasing (problem at structure ",
+              first_with(kBadPtr), ")");
+  TORCH_CHECK(!(flags & (1 << kNonFinite)),
+              "fpcore.neighbor_list: positions or cells contain NaN or "
+              "infinite values (structure ",
+              first_with(kNonFinite), ")");
   TORCH_CHECK(!(flags & (1 << grid::kSingularCell)), "fpcore.neighbor_list: the cell of structure ",
               first_with(grid::kSingularCell),
               " is singular in a periodic direction (zero or linearly dependent cell vectors); "
@@ -286,8 +293,7 @@ void throw_input_error(int32_t flags, const at::Tensor& status, double cutoff) {
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tensor& positions_in,
-                                                                  const at::Tensor& cells_in,
-                                                                  const at::Tensor& pbc_in,
+                                                                  const at::Tensor& cells_in, const at::Tensor& pbc_in,
                                                                   const at::Tensor& ptr_in, double cutoff) {
   check_neighbor_list_inputs(positions_in, cells_in, pbc_in, ptr_in, cutoff);
   const c10::cuda::OptionalCUDAGuard guard(positions_in.device());
@@ -382,6 +388,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tens
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fpcore, CUDA, m) { m.impl("neighbor_list", &neighbor_list_cuda); }
+TORCH_LIBRARY_IMPL(fpcore, CUDA, m) {
+  m.impl("neighbor_list", &neighbor_list_cuda);
+}
 
 }  // namespace fpcore

@@ -16,7 +16,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from . import builtin as _builtin
 from . import cache as _cache
@@ -25,7 +25,7 @@ from .dataset import StructureDataset
 from .readers import FORMATS, READER_VERSION, READERS, detect_format
 from .splits import kfold_split, random_split
 
-Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+Source = str | os.PathLike | Sequence[str | os.PathLike]
 
 __all__ = ["StructureDataset", "builtin_dataset", "kfold_split", "load_dataset", "random_split", "FORMATS"]
 
@@ -91,14 +91,22 @@ def _cached(description: dict, cache_dir, produce, source: str, progress: bool) 
     flat = produce()
     validate(flat, source)  # before saving: invalid data never reaches the cache
     _cache.save(flat, root, entry.name, description)
-    _log(progress, f"{source}: {len(flat)} structures, {len(flat.numbers)} atoms converted in "
-                   f"{time.perf_counter() - t0:.1f} s, cached in {entry}")
+    _log(
+        progress,
+        f"{source}: {len(flat)} structures, {len(flat.numbers)} atoms converted in "
+        f"{time.perf_counter() - t0:.1f} s, cached in {entry}",
+    )
     reloaded = _cache.load(entry)
     return StructureDataset(reloaded if reloaded is not None else flat, source=source, cache_entry=entry)
 
 
-def load_dataset(source: Source, targets: Sequence[str] | str | None = None, cache_dir=None, progress: bool = True,
-                 format: str | None = None) -> StructureDataset:
+def load_dataset(
+    source: Source,
+    targets: Sequence[str] | str | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    format: str | None = None,
+) -> StructureDataset:
     """Reads structures (and labels) into a StructureDataset, through the on-disk cache.
 
     source: .extxyz/.xyz[.gz] file, ASE .db, CIF folder with id_prop.csv, MatBench matbench_*.json[.gz], a list of
@@ -130,14 +138,18 @@ def load_dataset(source: Source, targets: Sequence[str] | str | None = None, cac
         for k, (p, fmt) in enumerate(zip(paths, formats)):
             t0 = time.perf_counter()
             parts.append(READERS[fmt](p, targets))
-            _log(progress, f"read {p} ({k + 1}/{len(paths)}): {len(parts[-1])} structures in {time.perf_counter() - t0:.1f} s")
+            _log(
+                progress,
+                f"read {p} ({k + 1}/{len(paths)}): {len(parts[-1])} structures in {time.perf_counter() - t0:.1f} s",
+            )
         return concatenate(parts)
 
     return _cached(description, cache_dir, produce, label, progress)
 
 
-def builtin_dataset(name: str, targets: Sequence[str] | str | None = None, cache_dir=None,
-                    progress: bool = False) -> StructureDataset:
+def builtin_dataset(
+    name: str, targets: Sequence[str] | str | None = None, cache_dir=None, progress: bool = False
+) -> StructureDataset:
     """A bundled default dataset ("pretrain" or "finetune"), generated deterministically with ase and cached.
 
     targets None gives the dataset's default targets (none for pretrain, ["energy_per_atom"] for finetune).

@@ -77,7 +77,9 @@ class Collector:
             offsets=offsets,
             cells=np.stack(self.cells) if B else np.zeros((0, 3, 3)),
             pbc=np.stack(self.pbc) if B else np.zeros((0, 3), bool),
-            y=np.asarray(self.labels, dtype=np.float64).reshape(B, len(self.target_names)) if self.target_names else None,
+            y=np.asarray(self.labels, dtype=np.float64).reshape(B, len(self.target_names))
+            if self.target_names
+            else None,
             ids=self.ids,
             target_names=self.target_names,
             origins=self.origins,
@@ -131,8 +133,10 @@ def validate(flat: FlatStructures, source: str) -> None:
     bad_pos = np.flatnonzero(~np.isfinite(flat.positions).all(axis=1))
     if len(bad_pos):
         a = int(bad_pos[0])
-        raise ValueError(f"fpcore.data: {flat.describe(owner(a))} has a non-finite position (NaN or inf) at atom "
-                         f"{a - int(flat.offsets[owner(a)])}")
+        raise ValueError(
+            f"fpcore.data: {flat.describe(owner(a))} has a non-finite position (NaN or inf) at atom "
+            f"{a - int(flat.offsets[owner(a)])}"
+        )
     bad_cell = np.flatnonzero(~np.isfinite(flat.cells).all(axis=(1, 2)))
     if len(bad_cell):
         raise ValueError(f"fpcore.data: {flat.describe(int(bad_cell[0]))} has a non-finite cell (NaN or inf)")
@@ -140,7 +144,9 @@ def validate(flat: FlatStructures, source: str) -> None:
     flat_dir = flat.pbc & (np.abs(flat.cells).sum(axis=2) == 0)
     bad = np.flatnonzero(flat_dir.any(axis=1))
     if len(bad):
-        raise ValueError(f"fpcore.data: {flat.describe(int(bad[0]))} is periodic along a direction whose cell vector is zero")
+        raise ValueError(
+            f"fpcore.data: {flat.describe(int(bad[0]))} is periodic along a direction whose cell vector is zero"
+        )
     if flat.y is not None:
         bad_y = np.argwhere(~np.isfinite(flat.y))
         if len(bad_y):

@@ -81,7 +81,13 @@ def _generate_finetune(n=320, seed=20240612) -> list:
     rng = np.random.RandomState(seed)
     a_ref = {s: reference_states[atomic_numbers[s]]["a"] for s in EMT_ELEMENTS}
     calc = EMT()
-    shapes = (("prim", (2, 2, 2)), ("cubic", (1, 1, 1)), ("cubic", (2, 1, 1)), ("cubic", (2, 2, 1)), ("prim", (3, 2, 2)))
+    shapes = (
+        ("prim", (2, 2, 2)),
+        ("cubic", (1, 1, 1)),
+        ("cubic", (2, 1, 1)),
+        ("cubic", (2, 2, 1)),
+        ("prim", (3, 2, 2)),
+    )
     structures = []
     while len(structures) < n:
         n_species = 1 + rng.randint(3)
@@ -99,7 +105,13 @@ def _generate_finetune(n=320, seed=20240612) -> list:
         atoms.calc = calc
         energy = float(atoms.get_potential_energy())
         atoms.calc = None
-        structures.append((f"builtin-finetune-{len(structures):04d}", atoms, {"energy_per_atom": energy / len(atoms), "energy": energy}))
+        structures.append(
+            (
+                f"builtin-finetune-{len(structures):04d}",
+                atoms,
+                {"energy_per_atom": energy / len(atoms), "energy": energy},
+            )
+        )
     return structures
 
 
@@ -121,10 +133,18 @@ def generate(name: str, targets) -> FlatStructures:
     available, _ = builtin_info(name)
     for t in targets or []:
         if t not in available:
-            raise KeyError(f"fpcore.data: target {t!r} is not a label of builtin:{name}; available: {available or '(none)'}")
+            raise KeyError(
+                f"fpcore.data: target {t!r} is not a label of builtin:{name}; available: {available or '(none)'}"
+            )
     collector = Collector(targets)
     for sid, atoms, labels in BUILTINS[name][0]():
-        collector.add(sid, atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc,
-                      [labels[t] for t in targets] if targets else None)
+        collector.add(
+            sid,
+            atoms.numbers,
+            atoms.positions,
+            atoms.cell.array,
+            atoms.pbc,
+            [labels[t] for t in targets] if targets else None,
+        )
     collector.end_source(f"builtin:{name}")
     return collector.finish()

@@ -45,7 +45,9 @@ def file_fingerprint(path: pathlib.Path) -> str:
 def input_fingerprint(path: pathlib.Path) -> list:
     if path.is_dir():
         # CIF folder: its id_prop.csv and every CIF (names and contents).
-        files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix.lower() == ".cif" or p.name == "id_prop.csv"))
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and (p.suffix.lower() == ".cif" or p.name == "id_prop.csv")
+        )
         return [str(path.resolve()), [[p.name, file_fingerprint(p)] for p in files]]
     return [str(path.resolve()), file_fingerprint(path)]
 

@@ -54,7 +54,9 @@ class StructureDataset(Dataset):
     def _index(self, i) -> int:
         if isinstance(i, torch.Tensor):
             if i.numel() != 1:
-                raise TypeError("fpcore.data: index a StructureDataset with one integer (use torch.utils.data.Subset for many)")
+                raise TypeError(
+                    "fpcore.data: index a StructureDataset with one integer (use torch.utils.data.Subset for many)"
+                )
             i = i.item()
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"fpcore.data: dataset index must be an int, got {type(i).__name__}")
@@ -109,5 +111,7 @@ class StructureDataset(Dataset):
                 raise RuntimeError(f"fpcore.data: the cache entry {self.cache_entry} disappeared")
 
     def __repr__(self) -> str:
-        return (f"StructureDataset({len(self)} structures, {len(self._flat.numbers)} atoms, targets={self.target_names}, "
-                f"source={self.source!r})")
+        return (
+            f"StructureDataset({len(self)} structures, {len(self._flat.numbers)} atoms, targets={self.target_names}, "
+            f"source={self.source!r})"
+        )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import itertools
+import json
 import math
 import pathlib
 import re
@@ -119,7 +119,7 @@ _SIMPLE_PROPERTIES = "species:S:1:pos:R:3"
 
 
 def _kv_number(value: str, key: str, where: str):
-    text = value[1:-1] if value[:1] in "\"{" else value
+    text = value[1:-1] if value[:1] in '"{' else value
     try:
         numbers = [float(p) for p in text.replace(",", " ").split()]
     except ValueError:
@@ -148,7 +148,7 @@ def _fast_extxyz(text: str, path: pathlib.Path, targets) -> FlatStructures | Non
     if i != len(lines):
         return None
     frames = []
-    for k, (i, n) in enumerate(heads):
+    for i, _n in heads:
         info = dict(_KEY_VALUE.findall(lines[i + 1]))
         if info.get("Properties", _SIMPLE_PROPERTIES) != _SIMPLE_PROPERTIES or "Lattice" not in info:
             return None
@@ -168,8 +168,11 @@ def _fast_extxyz(text: str, path: pathlib.Path, targets) -> FlatStructures | Non
             )
     numbers = np.array([atomic_numbers[s] for s in symbols], dtype=np.int64)[inverse.reshape(-1)]
     try:
-        positions = np.fromiter(map(float, itertools.chain.from_iterable(zip(tokens[1::4], tokens[2::4], tokens[3::4]))),
-                                dtype=np.float64, count=3 * n_atoms).reshape(n_atoms, 3)
+        positions = np.fromiter(
+            map(float, itertools.chain.from_iterable(zip(tokens[1::4], tokens[2::4], tokens[3::4]))),
+            dtype=np.float64,
+            count=3 * n_atoms,
+        ).reshape(n_atoms, 3)
         cells = np.array([[float(v) for v in f["Lattice"].strip('"').split()] for f in frames], dtype=np.float64)
         cells = cells.reshape(len(frames), 3, 3)
     except ValueError:
@@ -195,9 +198,15 @@ def _fast_extxyz(text: str, path: pathlib.Path, targets) -> FlatStructures | Non
     offsets = np.zeros(len(heads) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return FlatStructures(
-        numbers=numbers, positions=positions, offsets=offsets, cells=cells, pbc=pbc,
+        numbers=numbers,
+        positions=positions,
+        offsets=offsets,
+        cells=cells,
+        pbc=pbc,
         y=np.asarray(labels, dtype=np.float64).reshape(len(heads), len(targets)) if targets else None,
-        ids=ids, target_names=list(targets or []), origins=[(str(path), 0, len(heads))],
+        ids=ids,
+        target_names=list(targets or []),
+        origins=[(str(path), 0, len(heads))],
     )
 
 
@@ -280,7 +289,9 @@ def _read_id_prop(folder: pathlib.Path):
     width = len(rows[0]) if rows else len(header)
     for k, r in enumerate(rows):
         if len(r) != width:
-            raise ValueError(f"fpcore.data: row {k + 1 + (header is not None)} of {csv_path} has {len(r)} columns, expected {width}")
+            raise ValueError(
+                f"fpcore.data: row {k + 1 + (header is not None)} of {csv_path} has {len(r)} columns, expected {width}"
+            )
     n_labels = width - 1
     if header is not None:
         names = header[1:]
@@ -299,7 +310,9 @@ def read_cif_folder(folder: pathlib.Path, targets) -> FlatStructures:
 
     if not (folder / "id_prop.csv").exists():
         if targets:
-            raise FileNotFoundError(f"fpcore.data: {folder / 'id_prop.csv'} is missing: the labels of a CIF folder come from it")
+            raise FileNotFoundError(
+                f"fpcore.data: {folder / 'id_prop.csv'} is missing: the labels of a CIF folder come from it"
+            )
         ids = sorted(p.stem for p in folder.glob("*.cif"))
         rows, columns = [[i] for i in ids], []
         csv_path = folder

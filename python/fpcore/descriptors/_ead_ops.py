@@ -100,7 +100,9 @@ def _cutoff_function(name: str, d: torch.Tensor, rc: float) -> torch.Tensor:
 def ead_torch(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff) -> torch.Tensor:
     """The `ead` operator in differentiable PyTorch (used for double backward), vectorised over pairs."""
     n_atoms = numbers.shape[0]
-    centre = torch.repeat_interleave(torch.arange(n_atoms, device=vectors.device), row_ptr.diff(), output_size=vectors.shape[0])
+    centre = torch.repeat_interleave(
+        torch.arange(n_atoms, device=vectors.device), row_ptr.diff(), output_size=vectors.shape[0]
+    )
     d = torch.linalg.vector_norm(vectors, dim=1)
     eta_t = torch.tensor(eta, dtype=vectors.dtype, device=vectors.device)
     rs_t = torch.tensor(rs, dtype=vectors.dtype, device=vectors.device)

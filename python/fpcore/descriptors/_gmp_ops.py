@@ -11,8 +11,24 @@ _N_TABLES = 10  # group_consts .. multiplicity
 
 
 @torch.library.register_fake("fpcore::gmp")
-def _gmp_fake(vectors, row_ptr, neighbors_j, species, group_consts, group_ptr, group_features, group_max_order,
-              orders, offsets, c1, radii2, coeffs, multiplicity, n_moments, square):
+def _gmp_fake(
+    vectors,
+    row_ptr,
+    neighbors_j,
+    species,
+    group_consts,
+    group_ptr,
+    group_features,
+    group_max_order,
+    orders,
+    offsets,
+    c1,
+    radii2,
+    coeffs,
+    multiplicity,
+    n_moments,
+    square,
+):
     n_atoms = species.shape[0]
     return vectors.new_empty((n_atoms, orders.shape[0])), vectors.new_empty((n_atoms, n_moments))
 

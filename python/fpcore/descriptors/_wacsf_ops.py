@@ -65,6 +65,4 @@ def _setup_backward_context(ctx, inputs, output):
     pass
 
 
-torch.library.register_autograd(
-    "fpcore::wacsf_backward", _no_double_backward, setup_context=_setup_backward_context
-)
+torch.library.register_autograd("fpcore::wacsf_backward", _no_double_backward, setup_context=_setup_backward_context)

@@ -9,12 +9,13 @@ neighbor-pair vectors, so gradients with respect to positions and cell flow thro
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .._structures import batch_from_atoms, normalize_batch_tensors
-from ..neighbors import Neighbors, compute as compute_neighbors
+from ..neighbors import Neighbors
+from ..neighbors import compute as compute_neighbors
 
 MAX_ATOMIC_NUMBER = 118
 

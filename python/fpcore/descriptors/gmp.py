@@ -34,11 +34,32 @@ MAX_MONOMIALS = (MAX_ORDER + 1) * (MAX_ORDER + 2) // 2
 N_ELEMENTS = 119  # table rows indexed by atomic number (row 0 unused)
 
 # custom_cutoff = 4 threshold factors f_n for n = -1, 0, ..., 9 (GMPFeaturizer).
-ORDER_THRESHOLD_FACTOR = {-1: 1.0, 0: 1.0, 1: 1.0, 2: 1.0, 3: 1e-1, 4: 1e-2, 5: 1e-4, 6: 1e-5, 7: 1e-7, 8: 1e-9,
-                          9: 1e-11}
+ORDER_THRESHOLD_FACTOR = {
+    -1: 1.0,
+    0: 1.0,
+    1: 1.0,
+    2: 1.0,
+    3: 1e-1,
+    4: 1e-2,
+    5: 1e-4,
+    6: 1e-5,
+    7: 1e-7,
+    8: 1e-9,
+    9: 1e-11,
+}
 # scaling_mode "both": A_{n,sigma} = 1 / sqrt(c_n alpha^-n (pi / (2 alpha))^(3/2)) (GMPFeaturizer constants).
-BOTH_SCALING_C = (1.0, 0.75, 5.625, 147.65625, 9302.34375, 1151165.0390625, 246924900.87890625,
-                  84263122424.92676, 42974192436712.65, 3.163831150894136e16)
+BOTH_SCALING_C = (
+    1.0,
+    0.75,
+    5.625,
+    147.65625,
+    9302.34375,
+    1151165.0390625,
+    246924900.87890625,
+    84263122424.92676,
+    42974192436712.65,
+    3.163831150894136e16,
+)
 
 
 def monomials(n: int) -> list[tuple[int, int, int]]:
@@ -87,7 +108,9 @@ def coefficient_tables() -> tuple[np.ndarray, np.ndarray]:
             for m, c in solid_harmonic(lam).items():
                 assert abs(c) < 2**53
                 coeffs[n, comp, index[m]] = c
-            mult[n, comp] = math.factorial(n) // (math.factorial(lam[0]) * math.factorial(lam[1]) * math.factorial(lam[2]))
+            mult[n, comp] = math.factorial(n) // (
+                math.factorial(lam[0]) * math.factorial(lam[1]) * math.factorial(lam[2])
+            )
     return coeffs, mult
 
 
@@ -125,9 +148,16 @@ class GMP(Descriptor):
     Features are ordered order-ascending outer, sigma-ascending inner, order -1 first and once.
     """
 
-    def __init__(self, orders=(-1, 0, 1, 2), sigmas=(0.333, 0.667, 1.0), density=None,
-                 overlap_threshold: float = 1e-11, square: bool = False, scaling_mode: str = "radial",
-                 dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        orders=(-1, 0, 1, 2),
+        sigmas=(0.333, 0.667, 1.0),
+        density=None,
+        overlap_threshold: float = 1e-11,
+        square: bool = False,
+        scaling_mode: str = "radial",
+        dtype: torch.dtype = torch.float64,
+    ):
         owner = "GMP"
         if isinstance(orders, int):
             orders = [orders]
@@ -226,10 +256,16 @@ class GMP(Descriptor):
         radius = np.sqrt(np.maximum(radii2.max(axis=(0, 2)), 0.0))  # per element
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         tables = {
-            "_group_consts": t(group_consts), "_group_ptr": t(group_ptr),
+            "_group_consts": t(group_consts),
+            "_group_ptr": t(group_ptr),
             "_group_features": t(np.array(group_features, dtype=np.int64)),
-            "_group_max_order": t(np.array(group_max_order, dtype=np.int64)), "_orders": t(orders),
-            "_offsets": t(offsets), "_c1": t(c1), "_radii2": t(radii2), "_coeffs": t(coeffs), "_multiplicity": t(mult),
+            "_group_max_order": t(np.array(group_max_order, dtype=np.int64)),
+            "_orders": t(orders),
+            "_offsets": t(offsets),
+            "_c1": t(c1),
+            "_radii2": t(radii2),
+            "_coeffs": t(coeffs),
+            "_multiplicity": t(mult),
         }
         return tables, torch.from_numpy(radius)
 
@@ -237,11 +273,23 @@ class GMP(Descriptor):
         key = (dtype, device, self._c1.data_ptr())
         cached = self._cast_cache.get(key)
         if cached is None:
-            names = ("_group_consts", "_group_ptr", "_group_features", "_group_max_order", "_orders", "_offsets",
-                     "_c1", "_radii2", "_coeffs", "_multiplicity")
+            names = (
+                "_group_consts",
+                "_group_ptr",
+                "_group_features",
+                "_group_max_order",
+                "_orders",
+                "_offsets",
+                "_c1",
+                "_radii2",
+                "_coeffs",
+                "_multiplicity",
+            )
             cached = tuple(
-                getattr(self, n).to(device=device, dtype=dtype if getattr(self, n).is_floating_point() else None)
-                .contiguous() for n in names
+                getattr(self, n)
+                .to(device=device, dtype=dtype if getattr(self, n).is_floating_point() else None)
+                .contiguous()
+                for n in names
             )
             self._cast_cache = {key: cached}
         return cached
@@ -267,6 +315,8 @@ class GMP(Descriptor):
         return _gmp_ops.gmp(neighbors.vectors, row_ptr, neighbors.j, numbers, tables, self.n_moments, self.square)
 
     def extra_repr(self) -> str:
-        return (f"orders={self.orders}, sigmas={self.sigmas}, density={self.density.source}, "
-                f"overlap_threshold={self.overlap_threshold}, square={self.square}, "
-                f"scaling_mode={self.scaling_mode!r}, n_features={self.n_features}")
+        return (
+            f"orders={self.orders}, sigmas={self.sigmas}, density={self.density.source}, "
+            f"overlap_threshold={self.overlap_threshold}, square={self.square}, "
+            f"scaling_mode={self.scaling_mode!r}, n_features={self.n_features}"
+        )

@@ -70,8 +70,10 @@ def read_gpsp(path) -> DensityModel:
         for _ in range(n_gauss):
             k += 1
             if k >= len(lines):
-                raise ValueError(f"GMP: malformed density file {path}: element {symbol} declares {n_gauss} "
-                                 "Gaussians but the file ends early")
+                raise ValueError(
+                    f"GMP: malformed density file {path}: element {symbol} declares {n_gauss} "
+                    "Gaussians but the file ends early"
+                )
             parts = lines[k].split()
             if len(parts) != 2:
                 fail(k, "expected 'B beta'")
@@ -131,8 +133,9 @@ def default_density() -> DensityModel:
             b = 0.5 * nv * (2.0 * math.pi * s * s) ** -1.5
             entries.append((b, 1.0 / (2.0 * s * s)))
         gaussians[z] = entries
-    return DensityModel(gaussians, "built-in default (valence-normalised Gaussians)",
-                        {z: chemical_symbols[z] for z in gaussians})
+    return DensityModel(
+        gaussians, "built-in default (valence-normalised Gaussians)", {z: chemical_symbols[z] for z in gaussians}
+    )
 
 
 __all__ = ["DensityModel", "read_gpsp", "default_density", "atomic_numbers"]

@@ -70,9 +70,7 @@ class WACSF(Descriptor):
         self.cutoff_fn = cutoff_fn
         self.g2_eta = _positive(as_float_list(g2_eta, "g2_eta", owner), "g2_eta", owner)
         self.g2_rs = as_float_list(g2_rs, "g2_rs", owner)
-        self.g4_zeta, self.g4_lambda, self.g4_eta, self.g4_rs = _angular(
-            "g4", g4_zeta, g4_lambda, g4_eta, g4_rs, owner
-        )
+        self.g4_zeta, self.g4_lambda, self.g4_eta, self.g4_rs = _angular("g4", g4_zeta, g4_lambda, g4_eta, g4_rs, owner)
         if all(v is None for v in (g5_eta, g5_lambda, g5_zeta, g5_rs)):
             self.g5_zeta, self.g5_lambda, self.g5_eta, self.g5_rs = [], [], [], []
         else:
@@ -84,7 +82,7 @@ class WACSF(Descriptor):
                 [0.0] if g5_rs is None else g5_rs,
                 owner,
             )
-        for name, zeta, lam, eta, rs, m in (
+        for name, _zeta, _lam, eta, rs, m in (
             ("G4", self.g4_zeta, self.g4_lambda, self.g4_eta, self.g4_rs, 3),
             ("G5", self.g5_zeta, self.g5_lambda, self.g5_eta, self.g5_rs, 2),
         ):

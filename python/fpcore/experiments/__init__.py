@@ -11,5 +11,14 @@ from .config import load_experiment_config
 from .report import aggregate, improvement, table_markdown, write_reports
 from .runner import Experiment, run_experiment, subsample, subset_dataset
 
-__all__ = ["Experiment", "aggregate", "improvement", "load_experiment_config", "run_experiment", "subsample",
-           "subset_dataset", "table_markdown", "write_reports"]
+__all__ = [
+    "Experiment",
+    "aggregate",
+    "improvement",
+    "load_experiment_config",
+    "run_experiment",
+    "subsample",
+    "subset_dataset",
+    "table_markdown",
+    "write_reports",
+]

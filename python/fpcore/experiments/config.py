@@ -16,14 +16,14 @@ import yaml
 from ..training.config import ConfigError, parse_override, read_yaml, resolve_config
 
 TOP_KEYS = {
-    "data_root": "../shared/data",   # folder the task/corpus paths are relative to (relative to the current directory)
-    "out": None,                     # results folder (default results/<config file stem>)
+    "data_root": "../shared/data",  # folder the task/corpus paths are relative to (relative to the current directory)
+    "out": None,  # results folder (default results/<config file stem>)
     "default_scale": None,
     "scales": {},
-    "arms": {},                      # name -> list of fingerprints ({name, kwargs}) or null for training from scratch
-    "run_arms": None,                # subset/order of arms to run (default: all, in file order)
-    "tasks": {},                     # name -> {source, target, max_structures}
-    "run_tasks": None,               # subset/order of tasks to run (default: all)
+    "arms": {},  # name -> list of fingerprints ({name, kwargs}) or null for training from scratch
+    "run_arms": None,  # subset/order of arms to run (default: all, in file order)
+    "tasks": {},  # name -> {source, target, max_structures}
+    "run_tasks": None,  # subset/order of tasks to run (default: all)
     "seeds": [111, 222, 333, 444, 555],
     "split": [0.6, 0.2, 0.2],
     "subsample_seed": 0,
@@ -36,8 +36,14 @@ PRETRAIN_KEYS = {"source": None, "max_structures": None, "split": [0.95, 0.05, 0
 FINETUNE_KEYS = {"trainer": {}}
 TASK_KEYS = {"source", "target", "max_structures"}
 # Keys the experiment sets itself in every run config; setting them by hand would silently break the protocol.
-MANAGED = {("data", "source"), ("data", "targets"), ("data", "split"), ("data", "split_seed"), ("data", "split_file"),
-           ("run", "dir")}
+MANAGED = {
+    ("data", "source"),
+    ("data", "targets"),
+    ("data", "split"),
+    ("data", "split_seed"),
+    ("data", "split_file"),
+    ("run", "dir"),
+}
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -69,11 +75,16 @@ def _check_keys(mapping, allowed, where: str) -> None:
 
 
 def _fraction_triple(value, where: str) -> list[float]:
-    if (not isinstance(value, list) or len(value) != 3
-            or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0 for f in value)
-            or value[0] <= 0 or abs(sum(value) - 1.0) > 1e-6):
-        raise ConfigError(f"experiment config: '{where}' must be three fractions >= 0 summing to 1 (train > 0), "
-                          f"got {value!r}")
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0 for f in value)
+        or value[0] <= 0
+        or abs(sum(value) - 1.0) > 1e-6
+    ):
+        raise ConfigError(
+            f"experiment config: '{where}' must be three fractions >= 0 summing to 1 (train > 0), got {value!r}"
+        )
     return [float(f) for f in value]
 
 
@@ -120,8 +131,12 @@ def validate(config: dict) -> dict:
     config["data_root"] = str(pathlib.Path(config["data_root"]).expanduser().resolve())
     config["split"] = _fraction_triple(config["split"], "split")
     seeds = config["seeds"]
-    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise ConfigError(f"experiment config: 'seeds' must be a non-empty list of distinct integers, got {seeds!r}")
 
     arms = config["arms"]
@@ -155,21 +170,29 @@ def validate(config: dict) -> dict:
     _max_structures(pre["max_structures"], "pretrain.max_structures")
     if any(arms[a] is not None for a in config["run_arms"]) and not pre["source"]:
         raise ConfigError("experiment config: 'pretrain.source' (the pre-training corpus) is not set")
-    for where, layer in (("trainer", config["trainer"]), ("pretrain.trainer", pre["trainer"]),
-                         ("finetune.trainer", config["finetune"]["trainer"])):
+    for where, layer in (
+        ("trainer", config["trainer"]),
+        ("pretrain.trainer", pre["trainer"]),
+        ("finetune.trainer", config["finetune"]["trainer"]),
+    ):
         if not isinstance(layer, dict):
             raise ConfigError(f"experiment config: '{where}' must be a mapping of trainer sections")
         for section, entries in layer.items():
             for key in entries or {}:
                 if (section, key) in MANAGED:
-                    raise ConfigError(f"experiment config: '{where}.{section}.{key}' is set by the experiment "
-                                      "(use the experiment keys tasks/pretrain/split/seeds instead)")
+                    raise ConfigError(
+                        f"experiment config: '{where}.{section}.{key}' is set by the experiment "
+                        "(use the experiment keys tasks/pretrain/split/seeds instead)"
+                    )
     for name in config["run_arms"]:
         for entry in arms[name] or []:
             kwargs = entry.get("kwargs") if isinstance(entry, dict) else None
             # Density files (GMP) are data: a relative path lives under data_root like the data sets.
-            if isinstance(kwargs, dict) and isinstance(kwargs.get("density"), str) \
-                    and not pathlib.Path(kwargs["density"]).is_absolute():
+            if (
+                isinstance(kwargs, dict)
+                and isinstance(kwargs.get("density"), str)
+                and not pathlib.Path(kwargs["density"]).is_absolute()
+            ):
                 kwargs["density"] = resolve_path(config, kwargs["density"])
     # Validate both trainer layers now (unknown keys, types).
     trainer_config(config, "pretrain", {"descriptor": {"fingerprints": [{"name": "X"}]}})
@@ -210,8 +233,10 @@ def resolve_path(config: dict, relative) -> list[str] | str:
             continue
         p = pathlib.Path(config["data_root"]) / item
         if not p.exists():
-            raise FileNotFoundError(f"experiment data file not found: {p} (data_root {config['data_root']}, "
-                                    f"entry {item!r}; set --data-root or data_root)")
+            raise FileNotFoundError(
+                f"experiment data file not found: {p} (data_root {config['data_root']}, "
+                f"entry {item!r}; set --data-root or data_root)"
+            )
         out.append(str(p))
     return out[0] if isinstance(relative, str) else out
 

@@ -41,10 +41,13 @@ def aggregate(records: list[dict], arms: list[str], tasks: list[str], baseline: 
         for arm in arms:
             maes = [float(r["test_mae"]) for r in sorted(rows, key=lambda r: r["seed"]) if r["arm"] == arm]
             if maes:
-                entry["arms"][arm] = {"mean": statistics.fmean(maes),
-                                      "std": statistics.stdev(maes) if len(maes) > 1 else 0.0,
-                                      "n": len(maes), "test_mae": maes,
-                                      "seeds": sorted(r["seed"] for r in rows if r["arm"] == arm)}
+                entry["arms"][arm] = {
+                    "mean": statistics.fmean(maes),
+                    "std": statistics.stdev(maes) if len(maes) > 1 else 0.0,
+                    "n": len(maes),
+                    "test_mae": maes,
+                    "seeds": sorted(r["seed"] for r in rows if r["arm"] == arm),
+                }
         if baseline in entry["arms"]:
             base = entry["arms"][baseline]["mean"]
             for arm in arms:
@@ -55,11 +58,18 @@ def aggregate(records: list[dict], arms: list[str], tasks: list[str], baseline: 
     for arm in arms:
         if arm == baseline:
             continue
-        values = [e["improvement_pct"][arm] for e in per_task.values()
-                  if arm in e["improvement_pct"] and math.isfinite(e["improvement_pct"][arm])]
+        values = [
+            e["improvement_pct"][arm]
+            for e in per_task.values()
+            if arm in e["improvement_pct"] and math.isfinite(e["improvement_pct"][arm])
+        ]
         if values:
-            average[arm] = {"mean_pct": statistics.fmean(values), "n_tasks": len(values),
-                            "min_pct": min(values), "max_pct": max(values)}
+            average[arm] = {
+                "mean_pct": statistics.fmean(values),
+                "n_tasks": len(values),
+                "min_pct": min(values),
+                "max_pct": max(values),
+            }
     return {"baseline": baseline, "arms": arms, "tasks": per_task, "average_improvement": average}
 
 
@@ -74,10 +84,15 @@ def table_markdown(summary: dict, title: str = "") -> str:
     arms, base = summary["arms"], summary["baseline"]
     others = [a for a in arms if a != base]
     head = ["task", "target"] + [f"{a} MAE" for a in arms] + [f"{a} %" for a in others if base is not None]
-    lines = [f"# {title}" if title else "# Pre-training benefit", "",
-             "Test MAE of the best-validation checkpoint, mean ± std over seeds; `%` = (baseline − arm) / baseline × 100 "
-             "of the mean MAEs (positive: pre-training helps).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# {title}" if title else "# Pre-training benefit",
+        "",
+        "Test MAE of the best-validation checkpoint, mean ± std over seeds; `%` = (baseline − arm) / baseline × 100 "
+        "of the mean MAEs (positive: pre-training helps).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for task, entry in summary["tasks"].items():
         cells = [task, entry["target"]]
         for a in arms:
@@ -93,10 +108,21 @@ def table_markdown(summary: dict, title: str = "") -> str:
         cells = ["**average**", ""] + [""] * len(arms)
         cells += [f"**{avg[a]['mean_pct']:+.1f}**" if a in avg else "—" for a in others]
         lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "Average improvement over tasks: " + (", ".join(
-            f"{a} {avg[a]['mean_pct']:+.1f}% ({avg[a]['n_tasks']} tasks, {avg[a]['min_pct']:+.1f} to "
-            f"{avg[a]['max_pct']:+.1f})" for a in others if a in avg) or "n/a") + ".",
-            "Paper (Tab. 2, ET backbone, 11 tasks): EAD 16.9%, wACSF 16.8%, GMP 15.2%."]
+        lines += [
+            "",
+            "Average improvement over tasks: "
+            + (
+                ", ".join(
+                    f"{a} {avg[a]['mean_pct']:+.1f}% ({avg[a]['n_tasks']} tasks, {avg[a]['min_pct']:+.1f} to "
+                    f"{avg[a]['max_pct']:+.1f})"
+                    for a in others
+                    if a in avg
+                )
+                or "n/a"
+            )
+            + ".",
+            "Paper (Tab. 2, ET backbone, 11 tasks): EAD 16.9%, wACSF 16.8%, GMP 15.2%.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -133,13 +159,16 @@ def improvement_plot(summary: dict, out_png) -> pathlib.Path | None:
     return out_png
 
 
-def write_reports(out_dir, records: list[dict], arms, tasks, baseline, extra: dict | None = None,
-                  plot: bool = True) -> dict:
+def write_reports(
+    out_dir, records: list[dict], arms, tasks, baseline, extra: dict | None = None, plot: bool = True
+) -> dict:
     out_dir = pathlib.Path(out_dir)
     summary = aggregate(records, arms, tasks, baseline)
     summary.update(extra or {})
-    files = {"results": str(atomic_write_json(out_dir / "results.json", records)),
-             "table": str(atomic_write_text(out_dir / "table.md", table_markdown(summary, extra and extra.get("title"))))}
+    files = {
+        "results": str(atomic_write_json(out_dir / "results.json", records)),
+        "table": str(atomic_write_text(out_dir / "table.md", table_markdown(summary, extra and extra.get("title")))),
+    }
     if plot:
         png = improvement_plot(summary, out_dir / "improvement.png")
         if png is not None:

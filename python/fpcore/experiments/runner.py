@@ -41,10 +41,16 @@ def subset_dataset(dataset: StructureDataset, indices) -> StructureDataset:
     np.cumsum(counts, out=new_offsets[1:])
     atoms = np.repeat(offsets[idx] - new_offsets[:-1], counts) + np.arange(int(new_offsets[-1]))
     flat = FlatStructures(
-        numbers=np.asarray(f.numbers)[atoms], positions=np.asarray(f.positions[atoms], dtype=np.float64),
-        offsets=new_offsets, cells=np.asarray(f.cells)[idx], pbc=np.asarray(f.pbc)[idx],
-        y=None if f.y is None else np.asarray(f.y)[idx], ids=[f.ids[i] for i in idx.tolist()],
-        target_names=list(f.target_names), origins=[(dataset.source, 0, len(idx))])
+        numbers=np.asarray(f.numbers)[atoms],
+        positions=np.asarray(f.positions[atoms], dtype=np.float64),
+        offsets=new_offsets,
+        cells=np.asarray(f.cells)[idx],
+        pbc=np.asarray(f.pbc)[idx],
+        y=None if f.y is None else np.asarray(f.y)[idx],
+        ids=[f.ids[i] for i in idx.tolist()],
+        target_names=list(f.target_names),
+        origins=[(dataset.source, 0, len(idx))],
+    )
     return StructureDataset(flat, source=f"{dataset.source} (subset of {len(idx)})")
 
 
@@ -89,14 +95,18 @@ class Experiment:
         self._datasets: dict = {}
         # Resolve every data path first: a missing file fails now, not hours into the run.
         self.task_sources = {t: resolve_path(config, config["tasks"][t]["source"]) for t in self.tasks}
-        self.pretrain_source = (resolve_path(config, config["pretrain"]["source"])
-                                if any(config["arms"][a] is not None for a in self.arms) else None)
+        self.pretrain_source = (
+            resolve_path(config, config["pretrain"]["source"])
+            if any(config["arms"][a] is not None for a in self.arms)
+            else None
+        )
 
     # ------------------------------------------------------------------------------------------- plan
     def plan(self) -> list[tuple]:
         runs = [("pretrain", arm) for arm in self.arms if self.config["arms"][arm] is not None]
-        runs += [("finetune", task, arm, seed) for task in self.tasks for seed in self.config["seeds"]
-                 for arm in self.arms]
+        runs += [
+            ("finetune", task, arm, seed) for task in self.tasks for seed in self.config["seeds"] for arm in self.arms
+        ]
         return runs
 
     def pretrain_dir(self, arm: str) -> pathlib.Path:
@@ -129,24 +139,44 @@ class Experiment:
             return json.loads((run_dir / "summary.json").read_text()), 0.0, "skipped"
         resume = (run_dir / "last.pt").is_file()
         t0 = time.perf_counter()
-        summary = self.train_fn(kind, cfg, run_dir=run_dir, init_from=None if resume else init_from, resume=resume,
-                                overwrite=not resume, dataset=dataset)
+        summary = self.train_fn(
+            kind,
+            cfg,
+            run_dir=run_dir,
+            init_from=None if resume else init_from,
+            resume=resume,
+            overwrite=not resume,
+            dataset=dataset,
+        )
         return summary, time.perf_counter() - t0, "resumed" if resume else "ran"
 
     def run_pretrain(self, arm: str) -> dict:
         pre = self.config["pretrain"]
         run_dir = self.pretrain_dir(arm)
         dataset = self._pretrain_data()
-        split_file = _write_split(self.out / "splits" / "pretrain.json", len(dataset), pre["split"],
-                                  self.config["subsample_seed"])
-        cfg = trainer_config(self.config, "pretrain", {
-            "data": {"source": self.pretrain_source, "targets": None, "split_file": str(split_file)},
-            "descriptor": {"fingerprints": self.config["arms"][arm]},
-            "run": {"dir": str(run_dir)}})
+        split_file = _write_split(
+            self.out / "splits" / "pretrain.json", len(dataset), pre["split"], self.config["subsample_seed"]
+        )
+        cfg = trainer_config(
+            self.config,
+            "pretrain",
+            {
+                "data": {"source": self.pretrain_source, "targets": None, "split_file": str(split_file)},
+                "descriptor": {"fingerprints": self.config["arms"][arm]},
+                "run": {"dir": str(run_dir)},
+            },
+        )
         summary, wall, status = self._train("pretrain", cfg, run_dir, dataset)
-        record = {"arm": arm, "best_val_mae": summary.get("best_val_mae"), "epochs": summary.get("epochs_run"),
-                  "best_epoch": summary.get("best_epoch"), "n_structures": summary.get("n_structures"),
-                  "wall_s": self._wall(run_dir, wall, status), "checkpoint": str(run_dir / "best.pt"), "status": status}
+        record = {
+            "arm": arm,
+            "best_val_mae": summary.get("best_val_mae"),
+            "epochs": summary.get("epochs_run"),
+            "best_epoch": summary.get("best_epoch"),
+            "n_structures": summary.get("n_structures"),
+            "wall_s": self._wall(run_dir, wall, status),
+            "checkpoint": str(run_dir / "best.pt"),
+            "status": status,
+        }
         self._save_record(run_dir, record, status)
         self.pretrain_records[arm] = self._load_record(run_dir, record)
         return self.pretrain_records[arm]
@@ -157,9 +187,14 @@ class Experiment:
         split_file = self.out / "splits" / f"{task}_seed{seed}.json"
         _write_split(split_file, len(dataset), self.config["split"], seed)
         run_dir = self.finetune_dir(task, arm, seed)
-        cfg = trainer_config(self.config, "finetune", {
-            "data": {"source": self.task_sources[task], "targets": [spec["target"]], "split_file": str(split_file)},
-            "run": {"dir": str(run_dir), "seed": int(seed)}})
+        cfg = trainer_config(
+            self.config,
+            "finetune",
+            {
+                "data": {"source": self.task_sources[task], "targets": [spec["target"]], "split_file": str(split_file)},
+                "run": {"dir": str(run_dir), "seed": int(seed)},
+            },
+        )
         init_from = None
         if self.config["arms"][arm] is not None:
             init_from = self.pretrain_dir(arm) / "best.pt"
@@ -169,12 +204,24 @@ class Experiment:
         if "test_mae" not in summary:
             raise RuntimeError(f"{run_dir}: the run has no test MAE (empty test split?)")
         n = summary.get("n_structures", {})
-        record = {"task": task, "target": spec["target"], "arm": arm, "seed": int(seed),
-                  "test_mae": float(summary["test_mae"]), "val_mae": float(summary["best_val_mae"]),
-                  "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
-                  "stopped_early": summary.get("stopped_early"), "n_train": n.get("train"), "n_val": n.get("val"),
-                  "n_test": n.get("test"), "wall_s": self._wall(run_dir, wall, status), "run_dir": str(run_dir),
-                  "init_from": str(init_from) if init_from else None, "status": status}
+        record = {
+            "task": task,
+            "target": spec["target"],
+            "arm": arm,
+            "seed": int(seed),
+            "test_mae": float(summary["test_mae"]),
+            "val_mae": float(summary["best_val_mae"]),
+            "epochs": summary.get("epochs_run"),
+            "best_epoch": summary.get("best_epoch"),
+            "stopped_early": summary.get("stopped_early"),
+            "n_train": n.get("train"),
+            "n_val": n.get("val"),
+            "n_test": n.get("test"),
+            "wall_s": self._wall(run_dir, wall, status),
+            "run_dir": str(run_dir),
+            "init_from": str(init_from) if init_from else None,
+            "status": status,
+        }
         self._save_record(run_dir, record, status)
         return self._load_record(run_dir, record)
 
@@ -200,15 +247,20 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------------- all
     def reports(self) -> dict:
-        extra = {"title": f"Fingerprint pre-training vs. training from scratch (scale {self.config['scale']})",
-                 "scale": self.config["scale"], "seeds": self.config["seeds"],
-                 "pretrain": self.pretrain_records,
-                 "total_wall_s": sum(r["wall_s"] for r in [*self.records, *self.pretrain_records.values()]
-                                     if math.isfinite(r["wall_s"]))}
+        extra = {
+            "title": f"Fingerprint pre-training vs. training from scratch (scale {self.config['scale']})",
+            "scale": self.config["scale"],
+            "seeds": self.config["seeds"],
+            "pretrain": self.pretrain_records,
+            "total_wall_s": sum(
+                r["wall_s"] for r in [*self.records, *self.pretrain_records.values()] if math.isfinite(r["wall_s"])
+            ),
+        }
         if not self._is_main():
             return extra
-        return write_reports(self.out, self.records, self.arms, self.tasks, self.baseline, extra,
-                             plot=bool(self.config["plot"]))
+        return write_reports(
+            self.out, self.records, self.arms, self.tasks, self.baseline, extra, plot=bool(self.config["plot"])
+        )
 
     def run(self) -> dict:
         plan = self.plan()
@@ -233,8 +285,10 @@ class Experiment:
                 self.records.append(rec)
                 if self._is_main():
                     atomic_write_json(self.out / "results.json", self.records)
-                msg = (f"{name}: {rec['status']}, test MAE {rec['test_mae']:.4g} (val {rec['val_mae']:.4g}, "
-                       f"{rec['epochs']} epochs, {rec['wall_s']:.0f} s)")
+                msg = (
+                    f"{name}: {rec['status']}, test MAE {rec['test_mae']:.4g} (val {rec['val_mae']:.4g}, "
+                    f"{rec['epochs']} epochs, {rec['wall_s']:.0f} s)"
+                )
             if self._is_main():
                 (bar.write if bar is not None else self.log)(f"[fpcore-experiment] {msg}")
         if bar is not None:

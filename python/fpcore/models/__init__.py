@@ -19,8 +19,14 @@ from .schnet import SchNet
 
 BACKBONES: dict[str, type[nn.Module]] = {"SchNet": SchNet, "EquivariantTransformer": EquivariantTransformer}
 HEADS: dict[str, type[nn.Module]] = {"NodeHead": NodeHead, "GraphHead": GraphHead}
-ALIASES = {"schnet": "SchNet", "et": "EquivariantTransformer", "equivariant_transformer": "EquivariantTransformer",
-           "torchmd_et": "EquivariantTransformer", "node": "NodeHead", "graph": "GraphHead"}
+ALIASES = {
+    "schnet": "SchNet",
+    "et": "EquivariantTransformer",
+    "equivariant_transformer": "EquivariantTransformer",
+    "torchmd_et": "EquivariantTransformer",
+    "node": "NodeHead",
+    "graph": "GraphHead",
+}
 
 
 def register_backbone(name: str, cls: type[nn.Module]) -> None:
@@ -80,6 +86,16 @@ def build_model(spec: dict) -> AtomisticModel:
 
 
 __all__ = [
-    "AtomisticModel", "BACKBONES", "HEADS", "EquivariantTransformer", "GraphHead", "NodeHead", "SchNet",
-    "build_backbone", "build_graph", "build_head", "build_model", "register_backbone",
+    "AtomisticModel",
+    "BACKBONES",
+    "HEADS",
+    "EquivariantTransformer",
+    "GraphHead",
+    "NodeHead",
+    "SchNet",
+    "build_backbone",
+    "build_graph",
+    "build_head",
+    "build_model",
+    "register_backbone",
 ]

@@ -118,7 +118,9 @@ def check_backbone_args(owner: str, cutoff, hidden, n_layers, max_neighbors, max
     for name, value in (("hidden", hidden), ("n_layers", n_layers), ("max_z", max_z)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    if max_neighbors is not None and (isinstance(max_neighbors, bool) or not isinstance(max_neighbors, int) or max_neighbors < 1):
+    if max_neighbors is not None and (
+        isinstance(max_neighbors, bool) or not isinstance(max_neighbors, int) or max_neighbors < 1
+    ):
         raise ValueError(f"{owner}: max_neighbors must be a positive integer or None, got {max_neighbors!r}")
 
 

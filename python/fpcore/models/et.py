@@ -12,7 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import CosineCutoff, ExpNormalSmearing, activation, build_graph, check_backbone_args, check_numbers, scatter_sum
+from .common import (
+    CosineCutoff,
+    ExpNormalSmearing,
+    activation,
+    build_graph,
+    check_backbone_args,
+    check_numbers,
+    scatter_sum,
+)
 
 
 class NeighborEmbedding(nn.Module):
@@ -66,7 +74,9 @@ class EquivariantAttention(nn.Module):
         attn = self.attn_act(attn) * self.cutoff(graph.distances).unsqueeze(-1)
         vx, gate_vec, gate_dir = torch.split(v[j] * dv, d, dim=-1)
         msg_x = (vx * attn.unsqueeze(-1)).reshape(-1, self.hidden)
-        msg_vec = vec[j] * gate_vec.reshape(-1, 1, self.hidden) + gate_dir.reshape(-1, 1, self.hidden) * unit.unsqueeze(-1)
+        msg_vec = vec[j] * gate_vec.reshape(-1, 1, self.hidden) + gate_dir.reshape(-1, 1, self.hidden) * unit.unsqueeze(
+            -1
+        )
         x_agg = scatter_sum(msg_x, i, n)
         vec_agg = scatter_sum(msg_vec, i, n)
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .common import CosineCutoff, GaussianSmearing, ShiftedSoftplus, build_graph, check_backbone_args, check_numbers, scatter_sum
+from .common import (
+    CosineCutoff,
+    GaussianSmearing,
+    ShiftedSoftplus,
+    build_graph,
+    check_backbone_args,
+    check_numbers,
+    scatter_sum,
+)
 
 
 class CFConv(nn.Module):

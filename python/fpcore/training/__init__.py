@@ -8,7 +8,19 @@ from .targets import TargetFingerprints, register_descriptor
 from .trainer import COMPLETED, Trainer, TrainingError, run_training
 
 __all__ = [
-    "COMPLETED", "CheckpointError", "ConfigError", "FeatureScaler", "TargetFingerprints", "Trainer",
-    "TrainingError", "evaluate", "load_checkpoint", "load_model", "predict", "register_descriptor",
-    "resolve_config", "run_training", "save_checkpoint",
+    "COMPLETED",
+    "CheckpointError",
+    "ConfigError",
+    "FeatureScaler",
+    "TargetFingerprints",
+    "Trainer",
+    "TrainingError",
+    "evaluate",
+    "load_checkpoint",
+    "load_model",
+    "predict",
+    "register_descriptor",
+    "resolve_config",
+    "run_training",
+    "save_checkpoint",
 ]

@@ -57,7 +57,7 @@ def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_locatio
 
 def backbone_state(state_dict: dict) -> dict:
     prefix = "backbone."
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def load_backbone(model, payload: dict, source: str = "checkpoint") -> None:

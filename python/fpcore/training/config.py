@@ -15,19 +15,19 @@ import yaml
 
 DEFAULTS: dict = {
     "data": {
-        "source": None,          # path(s) or "builtin:<name>", see fpcore.data.load_dataset
-        "targets": None,         # label names for fine-tuning; None for pre-training
+        "source": None,  # path(s) or "builtin:<name>", see fpcore.data.load_dataset
+        "targets": None,  # label names for fine-tuning; None for pre-training
         "cache_dir": None,
         "split": [0.8, 0.1, 0.1],  # train/val/test fractions
         "split_seed": 111,
-        "split_file": None,      # a split.json (train/val/test index lists) to reuse instead
+        "split_file": None,  # a split.json (train/val/test index lists) to reuse instead
         "batch_size": 16,
         "eval_batch_size": None,
         "num_workers": 0,
     },
     "model": {
-        "backbone": "SchNet",    # SchNet | EquivariantTransformer (alias et)
-        "backbone_kwargs": {},   # free form: hidden, n_layers, n_heads, n_rbf, ...
+        "backbone": "SchNet",  # SchNet | EquivariantTransformer (alias et)
+        "backbone_kwargs": {},  # free form: hidden, n_layers, n_heads, n_rbf, ...
         "cutoff": 8.0,
         "max_neighbors": None,
         "head_hidden": 128,
@@ -35,10 +35,10 @@ DEFAULTS: dict = {
         "pooling": "mean",
     },
     "descriptor": {
-        "fingerprints": [],      # list of {name: EAD|WACSF|GMP|..., kwargs: {...}}, concatenated
+        "fingerprints": [],  # list of {name: EAD|WACSF|GMP|..., kwargs: {...}}, concatenated
         "dtype": "float64",
-        "cache": False,          # precompute the targets once (memory) instead of on the fly
-        "cache_file": None,      # ... and keep them in this file between runs
+        "cache": False,  # precompute the targets once (memory) instead of on the fly
+        "cache_file": None,  # ... and keep them in this file between runs
         "scaler_batches": None,  # fit the standardisation on this many batches (None: whole train set)
     },
     "optim": {
@@ -50,13 +50,13 @@ DEFAULTS: dict = {
         "lr_patience": 5,
         "min_lr": 1.0e-6,
         "early_stopping_patience": 20,
-        "amp": True,             # on CUDA only
+        "amp": True,  # on CUDA only
         "max_steps_per_epoch": None,
     },
     "run": {
-        "dir": None,             # default runs/<command>
+        "dir": None,  # default runs/<command>
         "seed": 0,
-        "device": "auto",        # auto | cpu | cuda | cuda:N
+        "device": "auto",  # auto | cpu | cuda | cuda:N
         "progress": True,
         "tensorboard": False,
         "plots": True,
@@ -76,7 +76,9 @@ def _merge(base: dict, update: dict, path: tuple = (), replace_free_form: bool =
     # A file layer replaces a free-form mapping wholesale (other backbone, other kwargs); a dotted
     # --set a.b.c=v edits one entry of it.
     if not isinstance(update, dict):
-        raise ConfigError(f"config section '{'.'.join(path) or '<top>'}' must be a mapping, got {type(update).__name__}")
+        raise ConfigError(
+            f"config section '{'.'.join(path) or '<top>'}' must be a mapping, got {type(update).__name__}"
+        )
     for key, value in update.items():
         key_path = path + (str(key),)
         dotted = ".".join(key_path)
@@ -140,7 +142,9 @@ def _check_types(config: dict) -> None:
                 f"got {entry!r}"
             )
     if config["descriptor"]["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"config key 'descriptor.dtype' must be float32 or float64, got {config['descriptor']['dtype']!r}")
+        raise ConfigError(
+            f"config key 'descriptor.dtype' must be float32 or float64, got {config['descriptor']['dtype']!r}"
+        )
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

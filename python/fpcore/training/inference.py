@@ -68,7 +68,11 @@ def evaluate(checkpoint, source, device="auto", batch_size: int = 32, dataset=No
     model, scaler, payload = load_model(checkpoint, device)
     names = list(payload["target_names"])
     if dataset is None:
-        if not isinstance(source, list) and not str(source).startswith("builtin:") and not pathlib.Path(source).exists():
+        if (
+            not isinstance(source, list)
+            and not str(source).startswith("builtin:")
+            and not pathlib.Path(source).exists()
+        ):
             raise FileNotFoundError(f"data file not found: {source}")
         dataset = _load(source, names)
     pred = predict_dataset(model, scaler, dataset, device, batch_size)
@@ -81,7 +85,11 @@ def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, da
     model, scaler, payload = load_model(checkpoint, device)
     names = list(payload["target_names"])
     if dataset is None:
-        if not isinstance(source, list) and not str(source).startswith("builtin:") and not pathlib.Path(source).exists():
+        if (
+            not isinstance(source, list)
+            and not str(source).startswith("builtin:")
+            and not pathlib.Path(source).exists()
+        ):
             raise FileNotFoundError(f"structure file not found: {source}")
         dataset = _load(source, None)
     pred = predict_dataset(model, scaler, dataset, device, batch_size)

@@ -75,12 +75,14 @@ class FeatureScaler(nn.Module):
         self._fitting_mean, self._m2 = mean, m2
 
     @torch.no_grad()
-    def finalize(self) -> "FeatureScaler":
+    def finalize(self) -> FeatureScaler:
         if float(self.count) < 1:
             raise ValueError("FeatureScaler: no values were seen; cannot fit mean and std")
         var = self._m2 / self.count.cpu().clamp_min(1.0)
         std = var.sqrt()
-        std = torch.where(std > self.min_std * torch.clamp(self._fitting_mean.abs(), min=1.0), std, torch.ones_like(std))
+        std = torch.where(
+            std > self.min_std * torch.clamp(self._fitting_mean.abs(), min=1.0), std, torch.ones_like(std)
+        )
         self.mean.copy_(self._fitting_mean.to(self.mean.device))
         self.std.copy_(std.to(self.std.device))
         return self
@@ -92,11 +94,16 @@ class FeatureScaler(nn.Module):
         return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
 
     def state(self) -> dict:
-        return {"n_features": self.n_features, "min_std": self.min_std, "mean": self.mean.cpu().clone(),
-                "std": self.std.cpu().clone(), "count": self.count.cpu().clone()}
+        return {
+            "n_features": self.n_features,
+            "min_std": self.min_std,
+            "mean": self.mean.cpu().clone(),
+            "std": self.std.cpu().clone(),
+            "count": self.count.cpu().clone(),
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "FeatureScaler":
+    def from_state(cls, state: dict) -> FeatureScaler:
         scaler = cls(int(state["n_features"]), float(state.get("min_std", 1e-6)))
         scaler.mean.copy_(state["mean"])
         scaler.std.copy_(state["std"])

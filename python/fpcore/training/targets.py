@@ -41,7 +41,9 @@ class TargetFingerprints(nn.Module):
     def __init__(self, specs: list[dict], dtype: str = "float64"):
         super().__init__()
         if not specs:
-            raise ValueError("pre-training needs at least one entry in descriptor.fingerprints, e.g. {name: EAD, kwargs: {}}")
+            raise ValueError(
+                "pre-training needs at least one entry in descriptor.fingerprints, e.g. {name: EAD, kwargs: {}}"
+            )
         self.specs = [{"name": s["name"], "kwargs": dict(s.get("kwargs") or {})} for s in specs]
         self.dtype = DTYPES[dtype]
         parts = []
@@ -87,7 +89,6 @@ class TargetCache:
     @classmethod
     @torch.no_grad()
     def build(cls, fingerprints: TargetFingerprints, dataset, loader_factory, device, key: str):
-        from torch_geometric.data import Batch
 
         natoms = torch.tensor([int(dataset[k].num_nodes) for k in range(len(dataset))], dtype=torch.long)
         offsets = torch.zeros(len(dataset) + 1, dtype=torch.long)

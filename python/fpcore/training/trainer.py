@@ -43,6 +43,7 @@ class TrainingError(RuntimeError):
 
 # ----------------------------------------------------------------------------------------- data
 
+
 def load_data(config: dict, labelled: bool):
     source = config["data"]["source"]
     if source is None:
@@ -54,13 +55,16 @@ def load_data(config: dict, labelled: bool):
         from ..data import load_dataset
     except ImportError as err:  # pragma: no cover - the data layer is part of the package
         raise TrainingError(f"fpcore.data is unavailable: {err}") from None
-    return load_dataset(source, targets=list(targets) if labelled else None, cache_dir=config["data"]["cache_dir"],
-                        progress=False)
+    return load_dataset(
+        source, targets=list(targets) if labelled else None, cache_dir=config["data"]["cache_dir"], progress=False
+    )
 
 
 def make_split(n: int, config: dict, run_dir: pathlib.Path, resume: bool) -> dict[str, list[int]]:
     split_path = run_dir / "split.json"
-    source = split_path if resume else (pathlib.Path(config["data"]["split_file"]) if config["data"]["split_file"] else None)
+    source = (
+        split_path if resume else (pathlib.Path(config["data"]["split_file"]) if config["data"]["split_file"] else None)
+    )
     if source is not None:
         if not source.is_file():
             raise FileNotFoundError(f"split file not found: {source}")
@@ -82,8 +86,11 @@ def make_split(n: int, config: dict, run_dir: pathlib.Path, resume: bool) -> dic
     n_train = n - n_val - n_test
     if n_train < 1:
         raise ValueError(f"data.split {config['data']['split']} leaves no training structure out of {n}")
-    return {"train": sorted(perm[:n_train]), "val": sorted(perm[n_train:n_train + n_val]),
-            "test": sorted(perm[n_train + n_val:])}
+    return {
+        "train": sorted(perm[:n_train]),
+        "val": sorted(perm[n_train : n_train + n_val]),
+        "test": sorted(perm[n_train + n_val :]),
+    }
 
 
 def _loader(dataset, indices, batch_size, shuffle: bool, info: D.DistInfo, seed: int, num_workers: int):
@@ -96,19 +103,22 @@ def _loader(dataset, indices, batch_size, shuffle: bool, info: D.DistInfo, seed:
         sampler = DistributedSampler(subset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
         return DataLoader(subset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     # Evaluation shards without padding so that the all-reduced sums count every structure once.
-    shard = Subset(dataset, list(indices)[info.rank::info.world_size])
+    shard = Subset(dataset, list(indices)[info.rank :: info.world_size])
     return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 # ---------------------------------------------------------------------------------------- model
+
 
 def model_spec(config: dict, kind: str, n_out: int) -> dict:
     m = config["model"]
     kwargs = dict(m["backbone_kwargs"])
     kwargs.setdefault("cutoff", float(m["cutoff"]))
     kwargs.setdefault("max_neighbors", m["max_neighbors"])
-    head = {"class": "NodeHead" if kind == "pretrain" else "GraphHead",
-            "kwargs": {"n_out": int(n_out), "hidden": int(m["head_hidden"]), "n_layers": int(m["head_layers"])}}
+    head = {
+        "class": "NodeHead" if kind == "pretrain" else "GraphHead",
+        "kwargs": {"n_out": int(n_out), "hidden": int(m["head_hidden"]), "n_layers": int(m["head_layers"])},
+    }
     if kind != "pretrain":
         head["kwargs"]["pooling"] = m["pooling"]
     return {"backbone": {"class": canonical_backbone_name(m["backbone"]), "kwargs": kwargs}, "head": head}
@@ -128,9 +138,20 @@ def _unwrap(model) -> nn.Module:
 
 # ------------------------------------------------------------------------------------- the loop
 
+
 class Trainer:
-    def __init__(self, kind: str, config: dict, run_dir, info: D.DistInfo, device, dataset, split, init_from=None,
-                 resume_payload=None):
+    def __init__(
+        self,
+        kind: str,
+        config: dict,
+        run_dir,
+        info: D.DistInfo,
+        device,
+        dataset,
+        split,
+        init_from=None,
+        resume_payload=None,
+    ):
         if kind not in ("pretrain", "finetune"):
             raise ValueError(f"kind must be 'pretrain' or 'finetune', got {kind!r}")
         self.kind, self.config, self.run_dir, self.info, self.device = kind, config, pathlib.Path(run_dir), info, device
@@ -166,22 +187,32 @@ class Trainer:
                 pre = load_checkpoint(init_from, kind="pretrain")
                 if pre["model"]["backbone"] != spec["backbone"]:
                     if info.is_main:
-                        print(f"[fpcore-train] using the backbone of {init_from}: {pre['model']['backbone']} "
-                              f"(the config asked for {spec['backbone']})")
+                        print(
+                            f"[fpcore-train] using the backbone of {init_from}: {pre['model']['backbone']} "
+                            f"(the config asked for {spec['backbone']})"
+                        )
                     spec["backbone"] = pre["model"]["backbone"]
         model = build_model(spec).to(device)
         if resume_payload is None and init_from is not None:
             load_backbone(model, pre, source=str(init_from))
             self.init_info = {"from": str(init_from), "backbone_sha256": tensor_digest(model.backbone.state_dict())}
         self.model = model
-        self.ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-            if info.enabled else model
+        self.ddp = (
+            DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            if info.enabled
+            else model
+        )
 
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=float(self.optim_cfg["lr"]),
-                                           weight_decay=float(self.optim_cfg["weight_decay"]))
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=float(self.optim_cfg["lr"]), weight_decay=float(self.optim_cfg["weight_decay"])
+        )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=float(self.optim_cfg["lr_factor"]),
-            patience=int(self.optim_cfg["lr_patience"]), min_lr=float(self.optim_cfg["min_lr"]))
+            self.optimizer,
+            mode="min",
+            factor=float(self.optim_cfg["lr_factor"]),
+            patience=int(self.optim_cfg["lr_patience"]),
+            min_lr=float(self.optim_cfg["min_lr"]),
+        )
         self.amp = bool(self.optim_cfg["amp"]) and device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
@@ -205,8 +236,15 @@ class Trainer:
             self.cache = TargetCache.load(path, key)
         if self.cache is None:
             every = list(range(len(self.dataset)))
-            factory = lambda: _loader(self.dataset, every, int(self.config["data"]["batch_size"]),  # noqa: E731
-                                      False, D.DistInfo(), self.seed, 0)
+            factory = lambda: _loader(  # noqa: E731
+                self.dataset,
+                every,
+                int(self.config["data"]["batch_size"]),
+                False,
+                D.DistInfo(),
+                self.seed,
+                0,
+            )
             self.cache = TargetCache.build(self.fingerprints, self.dataset, factory, self.device, key)
             if path is not None and self.info.is_main:
                 self.cache.save(path)
@@ -223,8 +261,15 @@ class Trainer:
         scaler = FeatureScaler(len(self.target_names))
         if self.kind == "pretrain":
             limit = self.config["descriptor"]["scaler_batches"]
-            loader = _loader(self.dataset, self.split["train"], int(self.config["data"]["batch_size"]), False,
-                             self.info, self.seed, 0)
+            loader = _loader(
+                self.dataset,
+                self.split["train"],
+                int(self.config["data"]["batch_size"]),
+                False,
+                self.info,
+                self.seed,
+                0,
+            )
             for k, data in enumerate(loader):
                 if limit is not None and k >= int(limit):
                     break
@@ -242,8 +287,9 @@ class Trainer:
         data = data.to(self.device)
         target = self.targets(data)
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            pred = self.ddp(data.z, data.pos, data.cell.view(-1, 3, 3), data.pbc.view(-1, 3), data.batch,
-                            data.num_graphs)
+            pred = self.ddp(
+                data.z, data.pos, data.cell.view(-1, 3, 3), data.pbc.view(-1, 3), data.batch, data.num_graphs
+            )
         pred = pred.float()
         scaled_target = self.scaler(target)
         loss = torch.nn.functional.l1_loss(pred, scaled_target)
@@ -260,8 +306,13 @@ class Trainer:
                 abs_err = (pred - scaled_target).abs().sum(dim=0).double()
             else:
                 abs_err = (self.scaler.inverse(pred) - target).abs().sum(dim=0).double()
-            sums = torch.cat([loss.detach().double().view(1) * pred.numel(), torch.tensor([float(pred.numel()),
-                              float(pred.shape[0])], dtype=torch.float64, device=pred.device), abs_err])
+            sums = torch.cat(
+                [
+                    loss.detach().double().view(1) * pred.numel(),
+                    torch.tensor([float(pred.numel()), float(pred.shape[0])], dtype=torch.float64, device=pred.device),
+                    abs_err,
+                ]
+            )
         return sums, pred.detach(), target.detach()
 
     def run_epoch(self, loader, train: bool, desc: str):
@@ -355,9 +406,15 @@ class Trainer:
                 self.bad_epochs = 0
             else:
                 self.bad_epochs += 1
-            row = {"epoch": self.epoch, "lr": lr, "train_loss": train["loss"], "train_mae": train["mae"],
-                   "val_loss": val["loss"] if val else float("nan"), "val_mae": val["mae"] if val else float("nan"),
-                   "time_s": time.perf_counter() - t0}
+            row = {
+                "epoch": self.epoch,
+                "lr": lr,
+                "train_loss": train["loss"],
+                "train_mae": train["mae"],
+                "val_loss": val["loss"] if val else float("nan"),
+                "val_mae": val["mae"] if val else float("nan"),
+                "time_s": time.perf_counter() - t0,
+            }
             if info.is_main:
                 self._append_metrics(metrics_path, row)
                 if writer is not None:
@@ -367,8 +424,11 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", payload)
                 save_checkpoint(self.run_dir / "last.pt", payload)
-                print(f"[fpcore-train] epoch {self.epoch:4d}  lr {lr:.2e}  train MAE {train['mae']:.4g}  "
-                      f"val MAE {row['val_mae']:.4g}{'  *' if improved else ''}  ({row['time_s']:.1f} s)", flush=True)
+                print(
+                    f"[fpcore-train] epoch {self.epoch:4d}  lr {lr:.2e}  train MAE {train['mae']:.4g}  "
+                    f"val MAE {row['val_mae']:.4g}{'  *' if improved else ''}  ({row['time_s']:.1f} s)",
+                    flush=True,
+                )
             patience = cfg["early_stopping_patience"]
             stop = patience is not None and self.bad_epochs >= int(patience)
             if D.broadcast_flag(stop, info, self.device) and self.epoch < epochs:
@@ -387,11 +447,18 @@ class Trainer:
             raise TrainingError(f"{best_path} was not written (no epoch ran?)")
         best = load_checkpoint(best_path, kind=self.kind)
         self.model.load_state_dict(best["state_dict"])
-        summary = {"kind": self.kind, "run_dir": str(self.run_dir), "epochs_run": self.epoch,
-                   "best_epoch": self.best["epoch"], "best_val_mae": self.best["val_mae"],
-                   "stopped_early": stopped_early, "target_names": list(self.target_names),
-                   "n_structures": {k: len(v) for k, v in self.split.items()}, "fpcore_version": __version__,
-                   "init": self.init_info}
+        summary = {
+            "kind": self.kind,
+            "run_dir": str(self.run_dir),
+            "epochs_run": self.epoch,
+            "best_epoch": self.best["epoch"],
+            "best_val_mae": self.best["val_mae"],
+            "stopped_early": stopped_early,
+            "target_names": list(self.target_names),
+            "n_structures": {k: len(v) for k, v in self.split.items()},
+            "fpcore_version": __version__,
+            "init": self.init_info,
+        }
         if self.test_loader is not None:
             test = self.run_epoch(self.test_loader, False, "test")
             summary["test_mae"] = test["mae"]
@@ -412,16 +479,18 @@ class Trainer:
 
         files = {}
         if self.info.is_main:
-            files["learning_curves"] = str(plots.learning_curves(self.run_dir / "metrics.csv",
-                                                                 self.run_dir / "learning_curves.png", self.kind))
+            files["learning_curves"] = str(
+                plots.learning_curves(self.run_dir / "metrics.csv", self.run_dir / "learning_curves.png", self.kind)
+            )
         if self.kind == "finetune" and self.test_loader is not None:
             # Each rank predicts its shard; gather on rank 0 by padding to a common length.
             pred, target = self.predict_loader(self.test_loader)
             if self.info.enabled:
                 pred, target = _gather_rows(pred, target, len(self.target_names), self.info, self.device)
             if self.info.is_main and pred is not None:
-                files["parity"] = str(plots.parity(target.numpy(), pred.numpy(), self.target_names,
-                                                   self.run_dir / "parity_test.png"))
+                files["parity"] = str(
+                    plots.parity(target.numpy(), pred.numpy(), self.target_names, self.run_dir / "parity_test.png")
+                )
         return files
 
     def _append_metrics(self, path: pathlib.Path, row: dict) -> None:
@@ -496,8 +565,9 @@ def prepare_run_dir(run_dir: pathlib.Path, resume: bool, overwrite: bool, info: 
     D.barrier(info)
 
 
-def run_training(kind: str, config: dict, run_dir=None, init_from=None, resume: bool = False,
-                 overwrite: bool = False, dataset=None) -> dict:
+def run_training(
+    kind: str, config: dict, run_dir=None, init_from=None, resume: bool = False, overwrite: bool = False, dataset=None
+) -> dict:
     """Trains and returns the summary; `dataset` (a Dataset of torch_geometric Data) bypasses data.source."""
     info, device = D.setup(config["run"]["device"])
     try:
@@ -506,7 +576,9 @@ def run_training(kind: str, config: dict, run_dir=None, init_from=None, resume: 
         run_dir = pathlib.Path(run_dir or config["run"]["dir"] or f"runs/{kind}")
         resume_payload = None
         if resume:
-            resume_payload = load_checkpoint(run_dir / "last.pt", kind=kind) if (run_dir / "last.pt").is_file() else None
+            resume_payload = (
+                load_checkpoint(run_dir / "last.pt", kind=kind) if (run_dir / "last.pt").is_file() else None
+            )
         prepare_run_dir(run_dir, resume, overwrite, info)
         try:
             if dataset is None:
@@ -521,12 +593,16 @@ def run_training(kind: str, config: dict, run_dir=None, init_from=None, resume: 
                 _write_json(run_dir / "split.json", split)
             if resume:
                 _truncate_metrics(run_dir / "metrics.csv", int(resume_payload["epoch"])) if info.is_main else None
-            trainer = Trainer(kind, config, run_dir, info, device, dataset, split, init_from=init_from,
-                              resume_payload=resume_payload)
+            trainer = Trainer(
+                kind, config, run_dir, info, device, dataset, split, init_from=init_from, resume_payload=resume_payload
+            )
             if info.is_main:
-                print(f"[fpcore-train] {kind}: {sum(p.numel() for p in trainer.model.parameters()):,} parameters, "
-                      f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} train/val/test structures, "
-                      f"device {device}, {info.world_size} process(es), run folder {run_dir}", flush=True)
+                print(
+                    f"[fpcore-train] {kind}: {sum(p.numel() for p in trainer.model.parameters()):,} parameters, "
+                    f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} train/val/test structures, "
+                    f"device {device}, {info.world_size} process(es), run folder {run_dir}",
+                    flush=True,
+                )
             return trainer.fit()
         except BaseException as err:
             if info.is_main and run_dir.exists():
