@@ -4,7 +4,10 @@
 >>> nl = fpcore.neighbor_list(atoms, cutoff=5.0)      # i, j, shifts, vectors, distances
 """
 
-from ._library import load as _load
+# The one source of the version: pyproject.toml reads it from here (scikit-build-core regex provider).
+__version__ = "0.1.0"
+
+from ._library import load as _load  # noqa: E402
 
 _load()
 
@@ -12,5 +15,4 @@ from . import descriptors, neighbors  # noqa: E402
 from .descriptors import EAD, GMP, WACSF, Descriptor  # noqa: E402
 from .neighbors import neighbor_list  # noqa: E402
 
-__version__ = "0.1.0"
 __all__ = ["Descriptor", "EAD", "GMP", "WACSF", "descriptors", "neighbor_list", "neighbors", "__version__"]
