@@ -1,5 +1,5 @@
 #pragma once
-// Cutoff functions f_c(d) of wACSF and EAD (spec section 2.1) and their derivatives df_c/dd.
+// Cutoff functions f_c(d) of wACSF and EAD (docs/descriptors/wacsf.md) and their derivatives df_c/dd.
 // Every function is 0 for d >= rc. Shared by the CPU and CUDA kernels.
 #include <cmath>
 #include <cstdint>

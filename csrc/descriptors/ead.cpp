@@ -1,4 +1,4 @@
-// Schemas of the EAD (embedded atom density) descriptor operators (spec section 3).
+// Schemas of the EAD (embedded atom density) descriptor operators (maths: docs/descriptors/ead.md).
 //
 // vectors (P, 3): pair vectors r_j + T - r_i, grouped by centre; row_ptr (N + 1) int64: pairs of
 // centre i are row_ptr[i] .. row_ptr[i+1]-1; neighbors_j (P) int64: neighbour atom of each pair;

@@ -1,5 +1,5 @@
 #pragma once
-// Per-centre maths of the EAD descriptor (spec section 3), shared by the CPU and CUDA kernels.
+// Per-centre maths of the EAD descriptor (docs/descriptors/ead.md), shared by the CPU and CUDA kernels.
 //
 // rho[k, m] = sum_pairs Z_j f_c(d) exp(-eta (d - Rs)^2) x^lx y^ly z^lz, k = i_eta * n_rs + i_rs,
 // m enumerating the monomials ordered by total order (so the first n_monomials(l) have order <= l).

@@ -1,4 +1,4 @@
-// Schemas of the GMP (Gaussian multipole) descriptor operator (spec section 4).
+// Schemas of the GMP (Gaussian multipole) descriptor operator (maths: docs/descriptors/gmp.md).
 //
 // gmp: vectors (P, 3) neighbour-minus-centre pair vectors grouped by centre (row_ptr, N + 1),
 // neighbors_j (P) int64, species (N) int64 (atomic numbers, the row of the density tables).

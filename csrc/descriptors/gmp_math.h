@@ -1,5 +1,5 @@
 #pragma once
-// GMP maths shared by the CPU and CUDA kernels (spec section 4).
+// GMP maths shared by the CPU and CUDA kernels (docs/descriptors/gmp.md).
 //
 // For a centre i the kernels accumulate the Cartesian moments
 //   Q_f[m] = sum_{(j,T), g included} C1_fg exp(C2_kg d^2) P_a(lam x) P_b(lam y) P_c(lam z)

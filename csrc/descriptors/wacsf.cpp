@@ -1,4 +1,4 @@
-// Schemas of the wACSF operator (spec section 2) and its backward.
+// Schemas of the wACSF operator (maths: docs/descriptors/wacsf.md) and its backward.
 //
 // vectors (P, 3): neighbour-entry vectors r_j + T - r_i, grouped by centre; row_ptr (N + 1) int64:
 // entries of centre i are rows row_ptr[i] .. row_ptr[i+1]-1; neighbors_j (P) int64 atom index of

@@ -1,5 +1,5 @@
 #pragma once
-// wACSF maths per centre atom (spec section 2), shared verbatim by the CPU and CUDA kernels so both
+// wACSF maths per centre atom (docs/descriptors/wacsf.md), shared verbatim by the CPU and CUDA kernels so both
 // compute the same numbers. A centre's neighbour entries are rows [begin, end) of the pair arrays.
 //
 // Factorisation used for speed (exact up to rounding): for an angular block with exponent

@@ -94,7 +94,7 @@ inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> 
     b.off_lambda = append(h.table, lambda);
     b.off_eta = append(h.table, eta);
     b.off_rs_factor = static_cast<int64_t>(h.table.size());
-    const double m = blk == 0 ? 3.0 : 2.0;  // spec 2.3/2.4: each squared distance loses Rs^2
+    const double m = blk == 0 ? 3.0 : 2.0;  // docs/descriptors/wacsf.md, G4/G5: each squared distance loses Rs^2
     for (double e : eta)
       for (double r : rs) h.table.push_back(std::exp(m * e * r * r));
     if (n_feat > 0) h.pair_stride += 2 * b.n_eta;

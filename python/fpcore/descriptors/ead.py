@@ -1,4 +1,4 @@
-"""EAD (embedded atom density) descriptor, exact to PyXtal_FF 0.2.3 `EAD` (spec section 3)."""
+"""EAD (embedded atom density) descriptor, exact to PyXtal_FF 0.2.3 `EAD` (maths: docs/descriptors/ead.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GMP: Gaussian multipole descriptors, exact to GMPFeaturizer (spec section 4), with analytic gradients.
+"""GMP: Gaussian multipole descriptors, exact to GMPFeaturizer (maths: docs/descriptors/gmp.md), with analytic gradients.
 
 For every centre i and feature (n, sigma) the operator sums, over every neighbour entry (j, T) within
 the inclusion radius (the centre itself included) and every Gaussian (B, beta) of j's density, the

@@ -1,4 +1,4 @@
-"""wACSF: atomic-number weighted atom-centred symmetry functions (spec section 2), as PyXtal_FF's
+"""wACSF: atomic-number weighted atom-centred symmetry functions (maths: docs/descriptors/wacsf.md), as PyXtal_FF's
 `ACSF(..., atom_weighted=True)` computes them, with analytic gradients.
 
 Per centre atom i, over neighbour entries (j, T) with 0 < d < cutoff (strict; images of i included):
@@ -34,10 +34,17 @@ class WACSF(Descriptor):
     Args:
         cutoff: radius Rc in Angstrom (strict: entries at exactly Rc are excluded; every cutoff
             function vanishes there anyway).
-        g2_eta, g2_rs: G2 widths (1/Angstrom^2, > 0) and shifts (Angstrom).
-        g4_eta, g4_lambda, g4_zeta, g4_rs: G4 widths (> 0), lambda values, zeta (>= 1) and Rs.
-        g5_eta, g5_lambda, g5_zeta, g5_rs: G5 block, off unless some g5_* argument is given; its
-            missing keys then take the reference defaults eta = [1], lambda = [1], zeta = [1], Rs = [0].
+        g2_eta: G2 widths eta (1/Angstrom^2, > 0), used in the order given.
+        g2_rs: G2 shifts Rs (Angstrom).
+        g4_eta: G4 widths eta (1/Angstrom^2, > 0).
+        g4_lambda: G4 lambda values (any sign; |lambda| <= 1 when some zeta is not integral).
+        g4_zeta: G4 exponents zeta (>= 1).
+        g4_rs: G4 Rs (Angstrom; the reference convention, a constant factor exp(3 eta Rs^2)).
+        g5_eta: G5 widths; the G5 block is off unless some g5_* argument is given, and its missing keys
+            then take the reference defaults eta = [1], lambda = [1], zeta = [1], Rs = [0].
+        g5_lambda: G5 lambda values.
+        g5_zeta: G5 exponents zeta (>= 1).
+        g5_rs: G5 Rs (Angstrom; a constant factor exp(2 eta Rs^2)).
         cutoff_fn: one of "cosine" (default), "tanh", "poly1", "poly2", "poly3", "poly4", "exponent".
         dtype: torch.float64 (default) or torch.float32 for ase input.
 
