@@ -109,12 +109,26 @@ def load_dataset(
 ) -> StructureDataset:
     """Reads structures (and labels) into a StructureDataset, through the on-disk cache.
 
-    source: .extxyz/.xyz[.gz] file, ASE .db, CIF folder with id_prop.csv, MatBench matbench_*.json[.gz], a list of
-      such paths or a glob (parts are concatenated in order; a glob is sorted), or "builtin:pretrain"/"builtin:finetune".
-    targets: label names (atoms.info / calculator results for extxyz, key_value_pairs / data for db, id_prop.csv
-      columns, MatBench target column); None reads no labels (built-ins then use their default targets).
-    cache_dir: folder of the cache (default $FPCORE_CACHE or ~/.cache/fpcore); False disables caching.
-    format: force a reader (one of FORMATS) instead of guessing from the suffix.
+    Args:
+        source: .extxyz/.xyz[.gz] file, ASE .db, CIF folder with id_prop.csv, MatBench matbench_*.json[.gz], a list
+            of such paths or a glob (parts are concatenated in order; a glob is sorted), or
+            "builtin:pretrain"/"builtin:finetune".
+        targets: label names (atoms.info / calculator results for extxyz, key_value_pairs / data for db,
+            id_prop.csv columns, MatBench target column); None reads no labels (built-ins then use their default
+            targets).
+        cache_dir: folder of the cache (default $FPCORE_CACHE or ~/.cache/fpcore); False disables caching.
+        progress: print what is read or reloaded to stderr.
+        format: force a reader (one of FORMATS) instead of guessing from the suffix.
+
+    Returns:
+        A StructureDataset of B structures: item i is a torch_geometric Data with pos (n, 3) float64 Angstrom,
+        z (n,) int64, cell (1, 3, 3) float64 Angstrom (rows), pbc (1, 3) bool, natoms, idx and, with targets,
+        y (1, T) float32 in the units of the source's labels.
+
+    Raises:
+        FileNotFoundError: a path, or every match of a glob, is missing.
+        TypeError: a source or target name of the wrong type.
+        ValueError: an unknown format, duplicate targets, or content the reader rejects (named by file).
     """
     if isinstance(source, str) and source.startswith("builtin:"):
         return builtin_dataset(source.split(":", 1)[1], targets=targets, cache_dir=cache_dir, progress=progress)
@@ -152,7 +166,15 @@ def builtin_dataset(
 ) -> StructureDataset:
     """A bundled default dataset ("pretrain" or "finetune"), generated deterministically with ase and cached.
 
-    targets None gives the dataset's default targets (none for pretrain, ["energy_per_atom"] for finetune).
+    Args:
+        name: "pretrain" or "finetune".
+        targets: label names; None gives the dataset's default targets (none for pretrain, ["energy_per_atom"],
+            eV/atom, for finetune).
+        cache_dir: folder of the cache, as in `load_dataset`; False disables caching.
+        progress: print what is generated or reloaded to stderr.
+
+    Returns:
+        A StructureDataset, items as in `load_dataset`.
     """
     available, default = _builtin.builtin_info(name)
     targets = default if targets is None else _normalize_targets(targets)

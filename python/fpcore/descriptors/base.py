@@ -21,7 +21,18 @@ MAX_ATOMIC_NUMBER = 118
 
 
 class Descriptor(torch.nn.Module):
-    """Base class: subclasses implement `_features`, `n_features` and `feature_labels`."""
+    """Base class of the fingerprint modules (WACSF, EAD, GMP): one row of features per atom.
+
+    Call it on an ase.Atoms or a list of them (rows concatenated in order), or on tensors through
+    `compute`. The output is (n_atoms, n_features) in `dtype` for ase input and in the dtype of the
+    positions for tensor input, differentiable with respect to positions and cell.
+
+    Subclasses implement `_features`, `n_features` and `feature_labels`.
+
+    Args:
+        cutoff: neighbor-search radius in Angstrom (positive, finite); pairs with d < cutoff count.
+        dtype: torch.float64 (default) or torch.float32, the dtype ase input is converted to.
+    """
 
     def __init__(self, cutoff: float, dtype: torch.dtype = torch.float64):
         super().__init__()
@@ -37,17 +48,32 @@ class Descriptor(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Device of the module's buffers; ase input is placed there."""
         return self._device_anchor.device
 
     @property
     def n_features(self) -> int:
+        """Number of feature columns of the output."""
         raise NotImplementedError
 
     @property
     def feature_labels(self) -> list[str]:
+        """One label per output column, naming its parameters, e.g. ``EAD(L=1,eta=0.5,Rs=0.0)``."""
         raise NotImplementedError
 
     def forward(self, structures, numbers=None, cell=None, pbc=None, batch=None) -> torch.Tensor:
+        """Features of an ase.Atoms, a list of them, or tensors.
+
+        Args:
+            structures: an ase.Atoms, a list of them, or a (N, 3) positions tensor in Angstrom.
+            numbers: (N,) integer atomic numbers; tensor input only.
+            cell: (B, 3, 3) or (3, 3) cell vectors as rows, Angstrom; tensor input only.
+            pbc: (B, 3) or (3,) bool; tensor input only.
+            batch: (N,) non-decreasing structure index of each atom, None for one structure; tensor input only.
+
+        Returns:
+            (N, n_features) tensor, one row per atom in input order (see `compute`).
+        """
         if isinstance(structures, torch.Tensor):
             if numbers is None or cell is None or pbc is None:
                 raise TypeError(f"{type(self).__name__}: tensor input needs positions, numbers, cell and pbc")
@@ -90,6 +116,7 @@ class Descriptor(torch.nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
+        """Parameters shown by ``print(module)``."""
         return f"cutoff={self.cutoff}, n_features={self.n_features}"
 
 

@@ -57,10 +57,12 @@ class EAD(Descriptor):
 
     @property
     def n_features(self) -> int:
+        """Number of output columns: (L + 1) * len(eta) * len(rs)."""
         return (self.L + 1) * len(self.eta) * len(self.rs)
 
     @property
     def feature_labels(self) -> list[str]:
+        """One label per output column, in column order."""
         return [f"EAD(L={l},eta={e},Rs={r})" for l in range(self.L + 1) for e in self.eta for r in self.rs]
 
     def _features(self, positions, numbers, cells, batch, neighbors, row_ptr) -> torch.Tensor:
@@ -69,4 +71,5 @@ class EAD(Descriptor):
         )
 
     def extra_repr(self) -> str:
+        """Parameters shown by ``print(module)``."""
         return f"cutoff={self.cutoff}, L={self.L}, eta={self.eta}, rs={self.rs}, cutoff_fn={self.cutoff_fn!r}"

@@ -297,10 +297,12 @@ class GMP(Descriptor):
     # ---------------------------------------------------------------- API
     @property
     def n_features(self) -> int:
+        """Number of output columns: One per (order, sigma), and one for order -1."""
         return len(self._feature_params)
 
     @property
     def feature_labels(self) -> list[str]:
+        """One label per output column, in column order."""
         return [f"GMP(order={n})" if s is None else f"GMP(order={n},sigma={s:g})" for n, s in self._feature_params]
 
     def neighbor_cutoff(self, numbers: torch.Tensor) -> float:
@@ -315,6 +317,7 @@ class GMP(Descriptor):
         return _gmp_ops.gmp(neighbors.vectors, row_ptr, neighbors.j, numbers, tables, self.n_moments, self.square)
 
     def extra_repr(self) -> str:
+        """Parameters shown by ``print(module)``."""
         return (
             f"orders={self.orders}, sigmas={self.sigmas}, density={self.density.source}, "
             f"overlap_threshold={self.overlap_threshold}, square={self.square}, "

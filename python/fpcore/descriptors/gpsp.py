@@ -19,13 +19,21 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
 @dataclass
 class DensityModel:
-    """Per-element Gaussian fits: gaussians[Z] = [(B, beta), ...]; source names it in errors."""
+    """Per-element Gaussian fits of a valence pseudo-density, rho_Z(r) = sum_g B_g exp(-beta_g r^2).
+
+    Attributes:
+        gaussians: gaussians[Z] = [(B, beta), ...] per atomic number Z; B in the density's units (opaque fit
+            coefficients, may be negative), beta in 1/Angstrom^2.
+        source: where the model came from (a file path or "built-in default"), named in error messages.
+        symbols: element symbol per Z as written in the file (optional).
+    """
 
     gaussians: dict[int, list[tuple[float, float]]]
     source: str
     symbols: dict[int, str] = field(default_factory=dict)
 
     def require(self, numbers) -> None:
+        """Raises ValueError naming every element of `numbers` (atomic numbers) the model has no Gaussians for."""
         missing = sorted({int(z) for z in numbers} - set(self.gaussians))
         if missing:
             names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in missing)
@@ -33,6 +41,18 @@ class DensityModel:
 
 
 def read_gpsp(path) -> DensityModel:
+    """Reads a GMPFeaturizer .gpsp file (format in the module docstring) into a DensityModel.
+
+    Args:
+        path: path of the .gpsp file.
+
+    Returns:
+        The DensityModel; its `source` names the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a malformed line, named by file and line number.
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GMP: density file {str(path)!r} does not exist")

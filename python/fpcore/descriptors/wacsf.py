@@ -111,10 +111,12 @@ class WACSF(Descriptor):
 
     @property
     def n_features(self) -> int:
+        """Number of output columns: n_G2 + n_G4 + n_G5 (see the output layout in docs/descriptors/wacsf.md)."""
         return _wacsf_ops.n_features(*self._op_params[:10])
 
     @property
     def feature_labels(self) -> list[str]:
+        """One label per output column, in column order."""
         labels = [f"G2(eta={e},Rs={r})" for e in self.g2_eta for r in self.g2_rs]
         for name, zeta, lam, eta, rs in (
             ("G4", self.g4_zeta, self.g4_lambda, self.g4_eta, self.g4_rs),
@@ -129,6 +131,7 @@ class WACSF(Descriptor):
         return torch.ops.fpcore.wacsf(neighbors.vectors, row_ptr, neighbors.j, numbers, *self._op_params)
 
     def extra_repr(self) -> str:
+        """Parameters shown by ``print(module)``."""
         text = (
             f"cutoff={self.cutoff}, cutoff_fn={self.cutoff_fn!r}, g2_eta={self.g2_eta}, g2_rs={self.g2_rs}, "
             f"g4_zeta={self.g4_zeta}, g4_lambda={self.g4_lambda}, g4_eta={self.g4_eta}, g4_rs={self.g4_rs}"
