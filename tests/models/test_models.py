@@ -2,7 +2,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from fpcore.models import BACKBONES, build_graph, build_model
+from fpcore.models import BACKBONES, HEADS, AtomFeatures, build_backbone, build_graph, build_head, build_model
 from fpcore.neighbors import compute
 
 BACKBONE_KWARGS = {
@@ -54,12 +54,18 @@ def test_invariant_under_rotation_translation_and_wrapping(name):
     assert (m(z, pos + 0.2 * torch.randn_like(pos), cell, pbc, batch, 1) - ref).abs().max() > 1e-4
 
 
+def graph_of(backbone, pos, cell, pbc, batch, n_graphs=1, dtype=torch.float32):
+    return build_graph(
+        pos, cell, pbc, batch, n_graphs, cutoff=backbone.cutoff, max_neighbors=backbone.max_neighbors, dtype=dtype
+    )
+
+
 def test_et_vectors_are_equivariant():
     m = model("EquivariantTransformer").backbone
     z, pos, cell, pbc, batch = tensors(crystal())
-    x, vec = m.forward_with_vectors(z, pos, cell, pbc, batch)
+    x, vec = m(z, graph_of(m, pos, cell, pbc, batch))
     rot = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))[0]
-    x2, vec2 = m.forward_with_vectors(z, pos @ rot.T, cell @ rot.T, pbc, batch)
+    x2, vec2 = m(z, graph_of(m, pos @ rot.T, cell @ rot.T, pbc, batch))
     torch.testing.assert_close(x2, x, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(vec2, torch.einsum("ij,njh->nih", rot.float(), vec), atol=2e-5, rtol=1e-4)
     assert vec.abs().max() > 1e-3
@@ -90,7 +96,7 @@ def test_batched_equals_separate(name):
 def test_max_neighbors_keeps_the_nearest():
     z, pos, cell, pbc, batch = tensors(crystal())
     full = compute(pos, cell, pbc, batch, 6.0)
-    g = build_graph(pos, cell, pbc, batch, 6.0, 7, torch.float64)
+    g = build_graph(pos, cell, pbc, batch, 1, cutoff=6.0, max_neighbors=7, dtype=torch.float64)
     counts = torch.bincount(g.i, minlength=len(z))
     assert int(counts.max()) == 7 and bool((g.i[1:] >= g.i[:-1]).all())
     for atom in (0, 5):
@@ -151,3 +157,64 @@ def test_cosine_cutoff_makes_output_continuous_at_the_cutoff():
         pos = torch.tensor([[0.0, 0.0, 0.0], [d, 0.0, 0.0]], dtype=torch.float64)
         outs.append(m(z, pos, cell, pbc, torch.zeros(2, dtype=torch.long), 1))
     assert float((outs[0] - outs[1]).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_max_neighbors_does_not_depend_on_atom_order(name):
+    # All atoms of an fcc Cu supercell are symmetry-equivalent; 12 nearest + 6 second neighbours: cutting at 14
+    # falls inside the second shell, which must be kept whole (18 pairs) for every atom, whatever its index.
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+    z, pos, cell, pbc, batch = tensors(atoms)
+    g = build_graph(pos, cell, pbc, batch, 1, cutoff=4.0, max_neighbors=14, dtype=torch.float64)
+    assert torch.bincount(g.i, minlength=len(atoms)).tolist() == [18] * len(atoms)
+    kwargs = dict(BACKBONE_KWARGS[name], max_neighbors=14)
+    torch.manual_seed(0)
+    m = build_model(
+        {"backbone": {"class": name, "kwargs": kwargs}, "head": {"class": "NodeHead", "kwargs": {"n_out": 4}}}
+    )
+    m = m.double()
+    out = m(z, pos, cell, pbc, batch, 1)
+    torch.testing.assert_close(out, out[:1].expand_as(out), atol=1e-10, rtol=1e-10)
+
+
+def test_max_neighbors_whole_shells_handles_atoms_without_neighbours():
+    cell = torch.eye(3, dtype=torch.float64).view(1, 3, 3) * 30
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 1.5, 0], [20.0, 20, 20]], dtype=torch.float64)
+    pbc = torch.zeros(1, 3, dtype=torch.bool)
+    g = build_graph(pos, cell, pbc, torch.zeros(4, dtype=torch.long), 1, cutoff=3.0, max_neighbors=1)
+    assert sorted(zip(g.i.tolist(), g.j.tolist())) == [(0, 1), (1, 0), (2, 0)]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_vector_head_is_equivariant_on_every_backbone(name):
+    torch.manual_seed(0)
+    backbone = build_backbone(name, BACKBONE_KWARGS[name])
+    head = build_head("VectorHead", {"hidden": 8}, backbone=backbone)
+    assert head.use_vector_features == backbone.has_vector_features
+    z, pos, cell, pbc, batch = tensors(crystal())
+    out = head(backbone(z, graph_of(backbone, pos, cell, pbc, batch)), graph_of(backbone, pos, cell, pbc, batch))
+    assert out.shape == (len(z), 3) and out.abs().max() > 1e-4
+    rot = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)))[0]
+    g2 = graph_of(backbone, pos @ rot.T, cell @ rot.T, pbc, batch)
+    torch.testing.assert_close(head(backbone(z, g2), g2), out @ rot.T.float(), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head_name", sorted(HEADS))
+def test_heads_compute_in_float32_under_autocast(head_name):
+    torch.manual_seed(0)
+    backbone = build_backbone("SchNet", BACKBONE_KWARGS["SchNet"])
+    kwargs = {"hidden": 8} if head_name == "VectorHead" else {"hidden": 8, "n_out": 2}
+    head = build_head(head_name, kwargs, backbone=backbone)
+    z, pos, cell, pbc, batch = tensors(crystal())
+    g = graph_of(backbone, pos, cell, pbc, batch)
+    ref_features = backbone(z, g)
+    ref = head(ref_features, g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = backbone(z, g)
+        out = head(features, g)
+    assert (features.scalar - ref_features.scalar).abs().max() > 1e-4  # autocast did act on the backbone
+    assert out.dtype == torch.float32
+    # Only the backbone's bf16 rounding remains (the head itself and its pooling ran in float32).
+    head_on_rounded = head(AtomFeatures(features.scalar.float(), None), g)
+    torch.testing.assert_close(out, head_on_rounded)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max()

@@ -1,8 +1,20 @@
-"""Crystal GNNs for fpcore-train: backbones (per-atom embeddings) and heads, rebuilt from (class name, kwargs).
+"""Crystal GNNs for fpcore-train: graph -> backbone (per-atom features) -> head, rebuilt from (class name, kwargs).
+
+The pipeline, one step each:
+
+    graph = build_graph(pos, cell, pbc, batch, n_graphs,
+                        cutoff=backbone.cutoff, max_neighbors=backbone.max_neighbors, dtype=model_dtype(backbone))
+    features = backbone(z, graph)         # AtomFeatures(scalar (N, F), vector (N, 3, F) or None)
+    out = head(features, graph)           # GraphHead (n_graphs, k) | NodeHead (N, k) | VectorHead (N, 3)
+
+`build_graph` is the only place a graph is built (periodic neighbour list from fpcore.neighbors, all images,
+float64 search with autocast off); backbones never build graphs. Backbones expose `out_features`, `cutoff`,
+`max_neighbors` and `has_vector_features`; heads expose `defaults_from(backbone)` (the kwargs they take from it),
+applied by `build_head(name, kwargs, backbone=...)`.
 
 A model is described by plain data, e.g.
     {"backbone": {"class": "SchNet", "kwargs": {"hidden": 64}}, "head": {"class": "GraphHead", "kwargs": {...}}}
-so checkpoints never pickle classes.
+so checkpoints never pickle classes; `AtomisticModel` / `build_model` rebuild backbone + head from such a spec.
 """
 
 from __future__ import annotations
@@ -12,13 +24,13 @@ import copy
 import torch
 from torch import nn
 
-from .common import build_graph
+from .common import AtomFeatures, Graph, build_graph
 from .et import EquivariantTransformer
-from .heads import GraphHead, NodeHead
+from .heads import GraphHead, NodeHead, VectorHead
 from .schnet import SchNet
 
 BACKBONES: dict[str, type[nn.Module]] = {"SchNet": SchNet, "EquivariantTransformer": EquivariantTransformer}
-HEADS: dict[str, type[nn.Module]] = {"NodeHead": NodeHead, "GraphHead": GraphHead}
+HEADS: dict[str, type[nn.Module]] = {"NodeHead": NodeHead, "GraphHead": GraphHead, "VectorHead": VectorHead}
 ALIASES = {
     "schnet": "SchNet",
     "et": "EquivariantTransformer",
@@ -26,6 +38,7 @@ ALIASES = {
     "torchmd_et": "EquivariantTransformer",
     "node": "NodeHead",
     "graph": "GraphHead",
+    "vector": "VectorHead",
 }
 
 
@@ -53,8 +66,25 @@ def build_backbone(name: str, kwargs: dict) -> nn.Module:
         raise ValueError(f"backbone {cls.__name__}: bad arguments {sorted(kwargs)}: {err}") from None
 
 
-def build_head(name: str, kwargs: dict) -> nn.Module:
+def model_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype the graph geometry is cast to for this module (that of its parameters)."""
+    return next(module.parameters()).dtype
+
+
+def head_kwargs(name: str, kwargs: dict, backbone: nn.Module | None = None) -> dict:
+    """kwargs completed with what the head takes from its backbone (n_in, ...), explicit kwargs winning."""
     cls = _lookup(HEADS, name, "head")
+    full = dict(kwargs)
+    if backbone is not None and hasattr(cls, "defaults_from"):
+        for key, value in cls.defaults_from(backbone).items():
+            full.setdefault(key, value)
+    return full
+
+
+def build_head(name: str, kwargs: dict, backbone: nn.Module | None = None) -> nn.Module:
+    """Head `name` from kwargs; with `backbone`, n_in (and e.g. VectorHead's cutoff) default to the backbone's."""
+    cls = _lookup(HEADS, name, "head")
+    kwargs = head_kwargs(name, kwargs, backbone)
     try:
         return cls(**kwargs)
     except TypeError as err:
@@ -62,20 +92,30 @@ def build_head(name: str, kwargs: dict) -> nn.Module:
 
 
 class AtomisticModel(nn.Module):
-    """backbone (per-atom embeddings) + head, with the spec needed to rebuild it from plain data."""
+    """backbone (per-atom features) + head, with the spec needed to rebuild it from plain data.
+
+    forward builds the batch's graph once (build_graph, with the backbone's cutoff and max_neighbors) and runs
+    backbone then head. State-dict keys: `backbone.*`, `head.*`.
+    """
 
     def __init__(self, spec: dict):
         super().__init__()
         self.spec = copy.deepcopy(spec)
         self.backbone = build_backbone(spec["backbone"]["class"], spec["backbone"]["kwargs"])
         self.spec["backbone"]["class"] = type(self.backbone).__name__
-        head_kwargs = dict(spec["head"]["kwargs"])
-        head_kwargs.setdefault("n_in", self.backbone.out_features)
-        self.head = build_head(spec["head"]["class"], head_kwargs)
-        self.spec["head"] = {"class": type(self.head).__name__, "kwargs": head_kwargs}
+        kwargs = head_kwargs(spec["head"]["class"], spec["head"]["kwargs"], self.backbone)
+        self.head = build_head(spec["head"]["class"], kwargs)
+        self.spec["head"] = {"class": type(self.head).__name__, "kwargs": kwargs}
+
+    def graph(self, pos, cell, pbc, batch, n_graphs: int) -> Graph:
+        bb = self.backbone
+        return build_graph(
+            pos, cell, pbc, batch, n_graphs, cutoff=bb.cutoff, max_neighbors=bb.max_neighbors, dtype=model_dtype(bb)
+        )
 
     def forward(self, z, pos, cell, pbc, batch, n_graphs: int) -> torch.Tensor:
-        return self.head(self.backbone(z, pos, cell, pbc, batch), batch, n_graphs)
+        graph = self.graph(pos, cell, pbc, batch, n_graphs)
+        return self.head(self.backbone(z, graph), graph)
 
 
 def build_model(spec: dict) -> AtomisticModel:
@@ -86,16 +126,21 @@ def build_model(spec: dict) -> AtomisticModel:
 
 
 __all__ = [
+    "AtomFeatures",
     "AtomisticModel",
     "BACKBONES",
     "HEADS",
     "EquivariantTransformer",
+    "Graph",
     "GraphHead",
     "NodeHead",
     "SchNet",
+    "VectorHead",
     "build_backbone",
     "build_graph",
     "build_head",
     "build_model",
+    "head_kwargs",
+    "model_dtype",
     "register_backbone",
 ]

@@ -12,19 +12,50 @@ from ..neighbors import compute as compute_neighbors
 
 
 class Graph(NamedTuple):
-    """Directed edges j -> i (messages flow from j into i) with geometry in the model dtype.
+    """The periodic graph of a batch: directed edges j -> i (messages flow from j into i), geometry in the model dtype.
 
     vectors = pos[j] - pos[i] + periodic shift; a periodic image of i itself may appear as j == i.
+    batch: (N,) structure index of each atom; n_graphs: number of structures (heads pool over them).
     """
 
     i: torch.Tensor
     j: torch.Tensor
     vectors: torch.Tensor
     distances: torch.Tensor
+    batch: torch.Tensor
+    n_graphs: int
 
 
-def build_graph(pos, cell, pbc, batch, cutoff: float, max_neighbors: int | None, dtype: torch.dtype) -> Graph:
-    """Periodic radius graph built on the device of `pos`, optionally keeping the nearest `max_neighbors`."""
+class AtomFeatures(NamedTuple):
+    """What a backbone returns: invariant per-atom features (N, F) and, for equivariant backbones, (N, 3, F) vectors."""
+
+    scalar: torch.Tensor
+    vector: torch.Tensor | None = None
+
+
+# Two pairs belong to the same shell when their distances agree to this relative tolerance: symmetry-equivalent
+# distances computed in float64 through different lattice shifts differ by ~1e-15, real shells by far more.
+SHELL_RTOL = 1e-8
+
+
+def build_graph(
+    pos,
+    cell,
+    pbc,
+    batch,
+    n_graphs: int,
+    *,
+    cutoff: float,
+    max_neighbors: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Graph:
+    """THE graph of a batch: periodic radius graph (all images) on the device of `pos`, built once per batch.
+
+    pos (N, 3), cell (B, 3, 3) or (B*3, 3), pbc (B, 3) or (B*3,), batch (N,) non-decreasing structure index.
+    max_neighbors keeps, per centre atom, the nearest max_neighbors pairs **plus every pair in the same distance
+    shell as the last one kept** (within SHELL_RTOL), so the result never depends on atom order: symmetry-equivalent
+    atoms keep the same neighbourhoods. A centre may therefore keep more than max_neighbors pairs.
+    """
     if cell.dim() == 2:
         cell = cell.view(-1, 3, 3)
     if pbc.dim() == 1:
@@ -33,19 +64,32 @@ def build_graph(pos, cell, pbc, batch, cutoff: float, max_neighbors: int | None,
     # layer) even under autocast; only the final geometry is cast to the model dtype.
     with torch.autocast(device_type=pos.device.type, enabled=False):
         nb = compute_neighbors(pos, cell, pbc, batch, cutoff)
-    i, j, vectors, distances = nb.i, nb.j, nb.vectors, nb.distances
-    if max_neighbors is not None and i.numel() > 0:
-        # Rank of each pair among the pairs of its centre after sorting by (centre, distance);
-        # pairs are already grouped by ascending i, so a stable sort on distance then on i keeps the groups.
-        order = torch.argsort(distances, stable=True)
-        order = order[torch.argsort(i[order], stable=True)]
-        counts = torch.bincount(i, minlength=pos.shape[0])
-        start = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(order.numel(), device=i.device) - start[i[order]]
-        keep = order[rank < max_neighbors]
-        keep, _ = torch.sort(keep)
-        i, j, vectors, distances = i[keep], j[keep], vectors[keep], distances[keep]
-    return Graph(i, j, vectors.to(dtype), distances.to(dtype))
+        i, j, vectors, distances = nb.i, nb.j, nb.vectors, nb.distances
+        if max_neighbors is not None and i.numel() > 0:
+            keep = whole_shell_nearest(i, distances.detach(), pos.shape[0], max_neighbors)
+            if keep is not None:
+                i, j, vectors, distances = i[keep], j[keep], vectors[keep], distances[keep]
+    return Graph(i, j, vectors.to(dtype), distances.to(dtype), batch, int(n_graphs))
+
+
+def whole_shell_nearest(i: torch.Tensor, distances: torch.Tensor, n_atoms: int, k: int) -> torch.Tensor | None:
+    """Indices (ascending) of the pairs to keep: per centre, all pairs no farther than its k-th nearest (whole shells).
+
+    None when no centre has more than k pairs (nothing to drop).
+    """
+    counts = torch.bincount(i, minlength=n_atoms)
+    if int(counts.max()) <= k:
+        return None
+    # Pairs grouped by centre and sorted by distance within each group (stable sorts keep the groups).
+    order = torch.argsort(distances, stable=True)
+    order = order[torch.argsort(i[order], stable=True)]
+    start = torch.cumsum(counts, 0) - counts
+    # Distance of each centre's k-th nearest pair (its farthest pair when it has fewer than k).
+    # (Centres without pairs index a clamped dummy: no pair refers to them.)
+    last = (start + (counts.clamp_max(k) - 1).clamp_min(0)).clamp_max(order.numel() - 1)
+    kth = distances[order[last]]
+    limit = kth * (1.0 + SHELL_RTOL)
+    return torch.nonzero(distances <= limit[i]).squeeze(1)
 
 
 class CosineCutoff(nn.Module):

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from .common import (
+    AtomFeatures,
     CosineCutoff,
     ExpNormalSmearing,
+    Graph,
     activation,
-    build_graph,
     check_backbone_args,
     check_numbers,
     scatter_sum,
@@ -87,7 +88,9 @@ class EquivariantAttention(nn.Module):
 
 
 class EquivariantTransformer(nn.Module):
-    """Per-atom invariant embeddings (N, hidden); `forward_with_vectors` also returns the (N, 3, hidden) vectors."""
+    """AtomFeatures(scalar (N, hidden) invariant, vector (N, 3, hidden) equivariant) from (z, graph)."""
+
+    has_vector_features = True
 
     def __init__(
         self,
@@ -115,10 +118,8 @@ class EquivariantTransformer(nn.Module):
     def out_features(self) -> int:
         return self.hidden
 
-    def forward_with_vectors(self, z, pos, cell, pbc, batch):
+    def forward(self, z, graph: Graph) -> AtomFeatures:
         check_numbers("EquivariantTransformer", z, self.max_z)
-        dtype = self.embedding.weight.dtype
-        graph = build_graph(pos, cell, pbc, batch, self.cutoff, self.max_neighbors, dtype)
         rbf = self.rbf(graph.distances)
         # Periodic images put no pair at zero distance, but guard the division anyway.
         unit = graph.vectors / graph.distances.clamp_min(1e-9).unsqueeze(-1)
@@ -128,7 +129,4 @@ class EquivariantTransformer(nn.Module):
             dx, dvec = layer(x, vec, graph, rbf, unit)
             x = x + dx
             vec = vec + dvec
-        return self.out_norm(x), vec
-
-    def forward(self, z, pos, cell, pbc, batch):
-        return self.forward_with_vectors(z, pos, cell, pbc, batch)[0]
+        return AtomFeatures(self.out_norm(x), vec)

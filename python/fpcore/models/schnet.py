@@ -5,10 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from .common import (
+    AtomFeatures,
     CosineCutoff,
     GaussianSmearing,
+    Graph,
     ShiftedSoftplus,
-    build_graph,
     check_backbone_args,
     check_numbers,
     scatter_sum,
@@ -31,7 +32,9 @@ class CFConv(nn.Module):
 
 
 class SchNet(nn.Module):
-    """Per-atom invariant embeddings (N, hidden) from (z, pos, cell, pbc, batch)."""
+    """Per-atom invariant features AtomFeatures(scalar (N, hidden), vector None) from (z, graph)."""
+
+    has_vector_features = False
 
     def __init__(
         self,
@@ -55,12 +58,10 @@ class SchNet(nn.Module):
     def out_features(self) -> int:
         return self.hidden
 
-    def forward(self, z, pos, cell, pbc, batch):
+    def forward(self, z, graph: Graph) -> AtomFeatures:
         check_numbers("SchNet", z, self.max_z)
-        dtype = self.embedding.weight.dtype
-        graph = build_graph(pos, cell, pbc, batch, self.cutoff, self.max_neighbors, dtype)
         x = self.embedding(z)
         rbf = self.rbf(graph.distances)
         for interaction in self.interactions:
             x = x + interaction(x, graph, rbf)
-        return x
+        return AtomFeatures(x, None)
