@@ -34,7 +34,6 @@ struct Angular {
   bool with_jk = false;          // G4: r_jk enters the exponent and the cutoff product
   const T* zeta = nullptr;       // (n_zeta)
   const T* zeta_int = nullptr;   // (n_zeta) zeta when it is a small integer (fast power), else 0
-  const T* prefactor = nullptr;  // (n_zeta) 2^(1 - zeta)
   const T* lambda = nullptr;     // (n_lambda)
   const T* eta = nullptr;        // (n_eta)
   const T* rs_factor = nullptr;  // (n_eta, n_rs) exp(m eta Rs^2), m = 3 (G4) or 2 (G5)
@@ -73,24 +72,26 @@ FPCORE_WACSF_HD T int_pow(T x, int64_t n) {
   return result;
 }
 
-// A = 2^(1-zeta) (1 + lambda cos)^zeta and dA/dcos. For non-integral zeta the base is clamped at 0:
-// |lambda| <= 1 is enforced there, so a negative base is rounding noise (the reference's np.power
-// would give NaN; the limit value is 0). zeta >= 1 keeps the derivative finite at base 0.
+// A = 2^(1-zeta) (1 + lambda cos)^zeta and dA/dcos, evaluated folded as A = 2 h^zeta, dA/dcos = zeta lambda
+// h^(zeta-1) with h = (1 + lambda cos) / 2: for |lambda| <= 1, h <= 1, so no intermediate overflows at any zeta
+// (the unfolded product is inf * 0 = NaN from zeta ~ 130 in float32, ~ 1024 in float64). Halving is exact and
+// repeated squaring commutes with powers of two, so the values are those of the unfolded form up to one rounding.
+// For non-integral zeta h is clamped at 0: |lambda| <= 1 is enforced there, so a negative base is rounding noise
+// (the reference's np.power would give NaN; the limit value is 0). zeta >= 1 keeps the derivative finite at 0.
 template <typename T>
 FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li, T cos_theta, T& value, T& derivative) {
   const T lambda = b.lambda[li];
-  const T pref = b.prefactor[zi];
   const int64_t n = static_cast<int64_t>(b.zeta_int[zi]);
-  T base = T(1) + lambda * cos_theta;
+  T h = (T(1) + lambda * cos_theta) * T(0.5);
   T power_m1;
   if (n > 0) {
-    power_m1 = int_pow(base, n - 1);
+    power_m1 = int_pow(h, n - 1);
   } else {
-    base = base > T(0) ? base : T(0);
-    power_m1 = pow(base, b.zeta[zi] - T(1));
+    h = h > T(0) ? h : T(0);
+    power_m1 = pow(h, b.zeta[zi] - T(1));
   }
-  value = pref * power_m1 * base;
-  derivative = pref * b.zeta[zi] * lambda * power_m1;
+  value = T(2) * power_m1 * h;
+  derivative = b.zeta[zi] * lambda * power_m1;
 }
 
 // Fills the per-entry cache of one centre and adds the G2 features (out must start at zero).

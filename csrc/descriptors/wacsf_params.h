@@ -3,7 +3,9 @@
 // CUDA kernels (the CUDA kernel copies the same table to the device).
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/checks.h"
@@ -22,7 +24,7 @@ struct HostParams {
   int64_t n_g2_eta = 0, n_g2_rs = 0, off_g2_eta = 0, off_g2_rs = 0;
   struct Block {
     int64_t n_zeta = 0, n_lambda = 0, n_eta = 0, n_rs = 0, column = 0;
-    int64_t off_zeta = 0, off_zeta_int = 0, off_prefactor = 0, off_lambda = 0, off_eta = 0, off_rs_factor = 0;
+    int64_t off_zeta = 0, off_zeta_int = 0, off_lambda = 0, off_eta = 0, off_rs_factor = 0;
   } block[2];
   CutoffFunction cutoff_fn = CutoffFunction::Cosine;
   double cutoff = 0.0;
@@ -89,8 +91,6 @@ inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> 
     b.off_zeta = append(h.table, zeta);
     b.off_zeta_int = static_cast<int64_t>(h.table.size());
     for (double z : zeta) h.table.push_back(z == std::floor(z) && z <= kMaxIntegerZeta ? z : 0.0);
-    b.off_prefactor = static_cast<int64_t>(h.table.size());
-    for (double z : zeta) h.table.push_back(std::pow(2.0, 1.0 - z));
     b.off_lambda = append(h.table, lambda);
     b.off_eta = append(h.table, eta);
     b.off_rs_factor = static_cast<int64_t>(h.table.size());
@@ -112,10 +112,36 @@ void check_table_fits(const HostParams& h) {
                 sizeof(T) == 4 ? "float32" : "float64", "; use smaller eta * Rs^2 or float64");
 }
 
+// |lambda| > 1 (allowed with an integral zeta) lets h = (1 + lambda cos) / 2 reach (1 + |lambda|) / 2 > 1, so the
+// angular factor 2 h^zeta and its derivative zeta |lambda| h^(zeta-1) can exceed the dtype: refuse such parameters
+// up front (naming them) rather than return inf or NaN. With |lambda| <= 1 both are bounded by 2 and zeta.
+template <typename T>
+void check_angular_fits(const HostParams& h) {
+  const char* names[2][2] = {{"g4_zeta", "g4_lambda"}, {"g5_zeta", "g5_lambda"}};
+  const double log_max = std::log(static_cast<double>(std::numeric_limits<T>::max()));
+  for (int blk = 0; blk < 2; ++blk) {
+    const HostParams::Block& b = h.block[blk];
+    for (int64_t zi = 0; zi < b.n_zeta; ++zi)
+      for (int64_t li = 0; li < b.n_lambda; ++li) {
+        const double zeta = h.table[b.off_zeta + zi], lambda = std::abs(h.table[b.off_lambda + li]);
+        const double log_h = std::log((1.0 + lambda) / 2.0);
+        if (!(log_h > 0.0)) continue;
+        const double log_value = std::log(2.0) + zeta * log_h;
+        const double log_derivative = std::log(zeta * lambda) + (zeta - 1.0) * log_h;
+        TORCH_CHECK(std::max(log_value, log_derivative) < log_max, "fpcore.wacsf: ", names[blk][1], " = ",
+                    h.table[b.off_lambda + li], " with ", names[blk][0], " = ", zeta,
+                    " gives angular factors 2 ((1 + |lambda|) / 2)^zeta up to exp(", log_value, ") that overflow ",
+                    sizeof(T) == 4 ? "float32" : "float64", "; use |lambda| <= 1 (bounded at any zeta) or a smaller ",
+                    names[blk][0]);
+      }
+  }
+}
+
 // Params view of a table of scalar_t already converted and placed on its device.
 template <typename T>
 Params<T> view_params(const HostParams& h, const T* table) {
   check_table_fits<T>(h);
+  check_angular_fits<T>(h);
   Params<T> p;
   p.n_g2_eta = h.n_g2_eta;
   p.n_g2_rs = h.n_g2_rs;
@@ -132,7 +158,6 @@ Params<T> view_params(const HostParams& h, const T* table) {
     b.with_jk = blk == 0;
     b.zeta = table + s.off_zeta;
     b.zeta_int = table + s.off_zeta_int;
-    b.prefactor = table + s.off_prefactor;
     b.lambda = table + s.off_lambda;
     b.eta = table + s.off_eta;
     b.rs_factor = table + s.off_rs_factor;

@@ -348,3 +348,88 @@ def test_cuda_matches_cpu(dtype):
         (vectors.cuda(), row_ptr.cuda(), j.cuda(), numbers.cuda(), *params),
         test_utils=("test_schema", "test_faketensor"),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Large zeta (issue 13 §1): 2^(1-zeta) (1 + lambda cos)^zeta must not overflow to inf * 0 = NaN
+
+
+def mpmath_g4(atoms, cutoff, zetas, lambdas, eta):
+    """G4 (Rs = 0, cosine cutoff) of every atom, at 30 digits from ASE's neighbour vectors: the unfolded formula."""
+    import mpmath
+    from ase.neighborlist import neighbor_list
+
+    mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+    mp.dps = 30
+    i, j, vectors = neighbor_list("ijD", atoms, cutoff)
+    out = np.zeros((len(atoms), len(zetas) * len(lambdas)))
+
+    def fc(r):
+        return (mp.cos(mp.pi * r / cutoff) + 1) / 2 if r < cutoff else mp.mpf(0)
+
+    for centre in range(len(atoms)):
+        rows = np.flatnonzero(i == centre)
+        vec = [[mp.mpf(float(c)) for c in vectors[p]] for p in rows]
+        weight = [int(atoms.numbers[j[p]]) for p in rows]
+        dist = [mp.sqrt(sum(c * c for c in v)) for v in vec]
+        sums = [mp.mpf(0)] * out.shape[1]
+        for a in range(len(rows)):
+            for b in range(a + 1, len(rows)):
+                rjk = mp.sqrt(sum((vec[b][k] - vec[a][k]) ** 2 for k in range(3)))
+                radial = mp.exp(-eta * (dist[a] ** 2 + dist[b] ** 2 + rjk**2)) * fc(dist[a]) * fc(dist[b]) * fc(rjk)
+                if radial == 0:
+                    continue
+                cos = sum(vec[a][k] * vec[b][k] for k in range(3)) / (dist[a] * dist[b])
+                for zi, zeta in enumerate(zetas):
+                    for li, lam in enumerate(lambdas):
+                        term = mp.power(2, 1 - zeta) * mp.power(1 + lam * cos, zeta) * radial * weight[a] * weight[b]
+                        sums[zi * len(lambdas) + li] += term
+        out[centre] = [float(s) for s in sums]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_large_zeta_is_finite_and_exact(dtype):
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.02, seed=3)
+    zetas, lambdas, eta, cutoff = [1.0, 130.0, 1100.0], [1.0, -1.0], 0.02, 6.0
+    module = fpcore.WACSF(
+        cutoff=cutoff,
+        g2_eta=[0.5],
+        g2_rs=[0.0],
+        g4_zeta=zetas,
+        g4_lambda=lambdas,
+        g4_eta=[eta],
+        g4_rs=[0.0],
+        dtype=dtype,
+    )
+    got = module(atoms)[:, 1:].double().numpy()
+    want = mpmath_g4(atoms, cutoff, zetas, lambdas, eta)
+    assert np.isfinite(got).all()
+    assert (want[:, 2:] > 1e-6).all()  # large zeta: near-(anti)collinear triplets (r_jk = 5.1 A) still contribute
+    # float32: cos carries ~1e-7 error, raised to the power 1100
+    tol = 1e-11 if dtype == torch.float64 else 3e-4
+    scale = np.abs(want).max(axis=0)
+    assert float((np.abs(got - want) / (tol * (np.abs(want) + scale))).max()) <= 1.0
+
+
+def test_large_zeta_gradcheck():
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.02, seed=4)
+    module = fpcore.WACSF(cutoff=5.5, g2_eta=[0.5], g2_rs=[0.0], g4_zeta=[1100.0], g4_lambda=[-1.0, 1.0])
+    pos, numbers, cell, pbc = tensors(atoms, requires_grad=True)
+    x = module.compute(pos, numbers, cell, pbc)
+    # lambda = -1: anti-collinear (j, -j) pairs at 2.55 A, r_jk = 5.1 A
+    assert torch.isfinite(x).all() and float(x.detach()[:, 1].min()) > 0
+    assert torch.autograd.gradcheck(lambda p, c: module.compute(p, numbers, c, pbc), (pos, cell))
+
+
+def test_lambda_beyond_one_is_refused_where_it_overflows():
+    with pytest.raises(ValueError, match=r"g4_lambda=1.5 with g4_zeta=4000.0 overflows float64"):
+        fpcore.WACSF(g4_zeta=[4000.0], g4_lambda=[1.5])
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True)
+    # 2 (1.25)^400 ~ 1e39 fits float64 but not float32: the operator checks per dtype
+    kwargs = dict(cutoff=4.0, g4_zeta=[400.0], g4_lambda=[1.5])
+    assert torch.isfinite(fpcore.WACSF(**kwargs)(atoms)).all()
+    with pytest.raises(RuntimeError, match=r"g4_lambda = 1.5 with g4_zeta = 400 .*overflow float32"):
+        fpcore.WACSF(dtype=torch.float32, **kwargs)(atoms)

@@ -407,9 +407,10 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
           const int64_t zl = zi * b.n_lambda + li;
           const int64_t nz = static_cast<int64_t>(b.zeta_int[zi]);
           if (nz > 0) {
-            const T lambda = b.lambda[li], pref = b.prefactor[zi];
+            // the folded form of angular_factor: 2 h^zeta, h = (1 + lambda cos) / 2 (no overflow at large zeta)
+            const T lambda = b.lambda[li];
             for (int64_t t = 0; t < K; ++t) {
-              base[t] = T(1) + lambda * cc[t];
+              base[t] = (T(1) + lambda * cc[t]) * T(0.5);
               Av[t] = base[t];
               pw[t] = T(1);
             }
@@ -419,7 +420,7 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
               if (k > 1)
                 for (int64_t t = 0; t < K; ++t) Av[t] *= Av[t];
             }
-            for (int64_t t = 0; t < K; ++t) Av[t] = pref * pw[t] * base[t];
+            for (int64_t t = 0; t < K; ++t) Av[t] = T(2) * pw[t] * base[t];
           } else {
             for (int64_t t = 0; t < K; ++t) {
               T unused;

@@ -26,6 +26,7 @@ from .base import CUTOFF_FUNCTIONS, Descriptor, as_float_list
 
 # Mirrors kMaxIntegerZeta in csrc/descriptors/wacsf_params.h: larger integral zeta use pow().
 _MAX_INTEGER_ZETA = 2**20
+_LOG_FLOAT64_MAX = math.log(torch.finfo(torch.float64).max)
 
 
 class WACSF(Descriptor):
@@ -164,4 +165,13 @@ def _angular(prefix: str, zeta, lam, eta, rs, owner: str):
             f"{owner}: a non-integer {prefix}_zeta needs |lambda| <= 1 (otherwise 1 + lambda cos theta < 0 has no "
             f"real power), got zeta={zeta}, lambda={lam}"
         )
+    # The kernels evaluate 2^(1-zeta) (1 + lambda cos)^zeta as 2 h^zeta, h = (1 + lambda cos) / 2: bounded by 2 for
+    # |lambda| <= 1 at any zeta, but up to 2 ((1 + |lambda|) / 2)^zeta otherwise (the operator re-checks per dtype).
+    for z in zeta:
+        for l in lam:
+            if abs(l) > 1.0 and math.log(2.0) + z * math.log((1.0 + abs(l)) / 2.0) >= _LOG_FLOAT64_MAX:
+                raise ValueError(
+                    f"{owner}: {prefix}_lambda={l} with {prefix}_zeta={z} overflows float64 "
+                    f"(2 ((1 + |lambda|) / 2)^zeta); use |lambda| <= 1, bounded at any zeta, or a smaller zeta"
+                )
     return zeta, lam, eta, rs
