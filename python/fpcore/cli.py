@@ -13,9 +13,10 @@ The same command runs under `torchrun --nproc_per_node=N fpcore-train ...` (DDP)
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
+
+from ._io import atomic_write_json
 
 KIND = {"pretrain": "pretrain", "finetune": "finetune", "train": "finetune"}
 DEFAULT_FROM = "runs/pretrain/best.pt"
@@ -150,7 +151,7 @@ def _evaluate(args) -> int:
     for name, m in metrics.items():
         print(f"{name}: MAE {m['mae']:.6g}  RMSE {m['rmse']:.6g}  R2 {m['r2']:.4f}  (n={m['n']})")
     if args.output:
-        pathlib.Path(args.output).write_text(json.dumps(metrics, indent=2))
+        atomic_write_json(args.output, metrics)
         print(f"metrics written to {args.output}")
     return 0
 
@@ -166,6 +167,7 @@ def _predict(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .training import CheckpointError, ConfigError
+    from .training.run_folder import RunFolderError
 
     handlers = {
         "pretrain": _train,
@@ -177,7 +179,15 @@ def main(argv=None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
+    except (
+        ConfigError,
+        CheckpointError,
+        RunFolderError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        TypeError,
+    ) as err:
         print(f"fpcore-train: error: {err}", file=sys.stderr)
         return 2
 

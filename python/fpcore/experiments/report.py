@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import pathlib
 import statistics
 
-
-def atomic_write_text(path, text: str) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def atomic_write_json(path, obj) -> pathlib.Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+from .._io import atomic_savefig, atomic_write_json, atomic_write_text
 
 
 def improvement(baseline_mae: float, arm_mae: float) -> float:
@@ -151,12 +138,10 @@ def improvement_plot(summary: dict, out_png) -> pathlib.Path | None:
     ax.set_title("Fingerprint pre-training vs. training from scratch", fontsize=11)
     ax.legend()
     fig.tight_layout()
-    out_png = pathlib.Path(out_png)
-    tmp = out_png.with_name(f".{out_png.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    try:
+        return atomic_savefig(fig, out_png, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def write_reports(

@@ -20,12 +20,13 @@ import time
 
 import numpy as np
 
+from .._io import atomic_write_json, atomic_write_text
 from ..data import StructureDataset, load_dataset, random_split
 from ..data._flat import FlatStructures
 from ..training import COMPLETED, run_training
 from ..training import distributed as D
 from .config import dump, resolve_path, trainer_config
-from .report import atomic_write_json, atomic_write_text, write_reports
+from .report import write_reports
 
 RECORD = "experiment_record.json"
 

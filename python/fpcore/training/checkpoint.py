@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import torch
+
+from .._io import atomic_torch_save
 
 FORMAT = "fpcore-train-checkpoint"
 FORMAT_VERSION = 1
@@ -22,13 +23,7 @@ def save_checkpoint(path, payload: dict) -> None:
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
     if payload.get("kind") not in KINDS:
         raise CheckpointError(f"checkpoint kind must be one of {KINDS}, got {payload.get('kind')!r}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(path, payload)
 
 
 def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_location="cpu") -> dict:

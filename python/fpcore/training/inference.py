@@ -8,6 +8,7 @@ import pathlib
 
 import torch
 
+from .._io import atomic_open
 from ..models import build_model
 from .checkpoint import load_checkpoint
 from .scaling import FeatureScaler
@@ -95,8 +96,7 @@ def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, da
     pred = predict_dataset(model, scaler, dataset, device, batch_size)
     ids = list(getattr(dataset, "ids", None) or [str(i) for i in range(len(dataset))])
     out_csv = pathlib.Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as fh:
+    with atomic_open(out_csv, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id"] + names)
         for sid, row in zip(ids, pred.tolist()):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import pathlib
 
+from .._io import atomic_savefig
+
 
 def _pyplot():
     import matplotlib
@@ -33,9 +35,10 @@ def learning_curves(metrics_csv, out_png, title: str = "") -> pathlib.Path:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return pathlib.Path(out_png)
+    try:
+        return atomic_savefig(fig, out_png, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def parity(y_true, y_pred, names, out_png, title: str = "test set") -> pathlib.Path:
@@ -55,6 +58,7 @@ def parity(y_true, y_pred, names, out_png, title: str = "test set") -> pathlib.P
         ax.set_xlabel("true")
         ax.set_ylabel("predicted")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return pathlib.Path(out_png)
+    try:
+        return atomic_savefig(fig, out_png, dpi=110)
+    finally:
+        plt.close(fig)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 
 import torch
 from torch import nn
 
+from .._io import atomic_torch_save
 from ..descriptors import Descriptor
 
 _EXTRA_DESCRIPTORS: dict[str, type[Descriptor]] = {}
@@ -110,10 +110,7 @@ class TargetCache:
 
     def save(self, path) -> None:
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save({"values": self.values, "offsets": self.offsets, "key": self.key}, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(path, {"values": self.values, "offsets": self.offsets, "key": self.key})
 
     @classmethod
     def load(cls, path, key: str):

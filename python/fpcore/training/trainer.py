@@ -13,11 +13,8 @@ import csv
 import hashlib
 import json
 import math
-import os
 import pathlib
-import shutil
 import time
-import traceback
 import warnings
 
 import torch
@@ -26,15 +23,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Subset
 
 from .. import __version__
+from .._io import atomic_open, atomic_write_json, atomic_write_text
 from ..models import build_model, canonical_backbone_name
 from . import distributed as D
 from .checkpoint import CheckpointError, load_backbone, load_checkpoint, save_checkpoint
 from .config import dump_config
+from .run_folder import COMPLETED, RunFolder
 from .scaling import FeatureScaler
 from .targets import TargetCache, TargetFingerprints
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_mae", "val_loss", "val_mae", "time_s"]
-COMPLETED = "COMPLETED"
 
 
 class TrainingError(RuntimeError):
@@ -385,13 +383,17 @@ class Trainer:
             self._setup_cache()
 
     # ------------------------------------------------------------------------------- fit
-    def fit(self) -> dict:
+    def fit(self, on_start=None) -> dict:
+        """Runs the remaining epochs; `on_start()` is called as the first of them begins."""
         cfg, info = self.optim_cfg, self.info
         metrics_path = self.run_dir / "metrics.csv"
         writer = self._tensorboard()
         epochs = int(cfg["epochs"])
         stopped_early = False
         while self.epoch < epochs:
+            if on_start is not None:
+                on_start()
+                on_start = None
             self.epoch += 1
             t0 = time.perf_counter()
             self.train_loader.sampler.set_epoch(self.epoch)
@@ -470,8 +472,8 @@ class Trainer:
             files.update(self._plots())
         summary["files"] = files
         if self.info.is_main:
-            _write_json(self.run_dir / "summary.json", summary)
-            (self.run_dir / COMPLETED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+            atomic_write_json(self.run_dir / "summary.json", summary)
+            atomic_write_text(self.run_dir / COMPLETED, time.strftime("%Y-%m-%d %H:%M:%S\n"))
         return summary
 
     def _plots(self) -> dict:
@@ -528,59 +530,33 @@ def _gather_rows(pred, target, n_t, info, device):
     return rows[:, n_t:], rows[:, :n_t]
 
 
-def _write_json(path: pathlib.Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
-
-
 def _truncate_metrics(path: pathlib.Path, last_epoch: int) -> None:
     if not path.exists():
         return
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= last_epoch]
-    with open(path, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
         w.writeheader()
         w.writerows(rows)
 
 
-def prepare_run_dir(run_dir: pathlib.Path, resume: bool, overwrite: bool, info: D.DistInfo) -> None:
-    if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise FileNotFoundError(f"--resume: {run_dir / 'last.pt'} does not exist")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"run folder {run_dir} already exists and is not empty; use --resume to continue it, --overwrite "
-                "to replace it, or --set run.dir=<another folder>"
-            )
-    D.barrier(info)
-    if info.is_main:
-        if not resume and run_dir.exists() and overwrite:
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (COMPLETED, "summary.json", "FAILED"):
-            (run_dir / stale).unlink(missing_ok=True)
-    D.barrier(info)
-
-
 def run_training(
     kind: str, config: dict, run_dir=None, init_from=None, resume: bool = False, overwrite: bool = False, dataset=None
 ) -> dict:
-    """Trains and returns the summary; `dataset` (a Dataset of torch_geometric Data) bypasses data.source."""
+    """Trains and returns the summary; `dataset` (a Dataset of torch_geometric Data) bypasses data.source.
+
+    Everything is validated (folder, checkpoint, data, targets, split) before the run folder is touched; see
+    RunFolder for the lock and the --overwrite transaction.
+    """
     info, device = D.setup(config["run"]["device"])
     try:
         if config["run"]["threads"]:
             torch.set_num_threads(int(config["run"]["threads"]))
         run_dir = pathlib.Path(run_dir or config["run"]["dir"] or f"runs/{kind}")
-        resume_payload = None
-        if resume:
-            resume_payload = (
-                load_checkpoint(run_dir / "last.pt", kind=kind) if (run_dir / "last.pt").is_file() else None
-            )
-        prepare_run_dir(run_dir, resume, overwrite, info)
-        try:
+        with RunFolder(run_dir, resume, overwrite, is_main=info.is_main, barrier=lambda: D.barrier(info)) as folder:
+            folder.check()
+            resume_payload = load_checkpoint(run_dir / "last.pt", kind=kind) if resume else None
             if dataset is None:
                 dataset = load_data(config, labelled=(kind == "finetune"))
             if len(dataset) == 0:
@@ -588,9 +564,10 @@ def run_training(
             if init_from is not None and kind != "finetune":
                 raise ValueError("init_from (--from) only applies to fine-tuning")
             split = make_split(len(dataset), config, run_dir, resume)
+            folder.prepare()
             if info.is_main and not resume:
-                (run_dir / "config.yaml").write_text(dump_config(config))
-                _write_json(run_dir / "split.json", split)
+                atomic_write_text(run_dir / "config.yaml", dump_config(config))
+                atomic_write_json(run_dir / "split.json", split)
             if resume:
                 _truncate_metrics(run_dir / "metrics.csv", int(resume_payload["epoch"])) if info.is_main else None
             trainer = Trainer(
@@ -603,11 +580,7 @@ def run_training(
                     f"device {device}, {info.world_size} process(es), run folder {run_dir}",
                     flush=True,
                 )
-            return trainer.fit()
-        except BaseException as err:
-            if info.is_main and run_dir.exists():
-                (run_dir / "FAILED").write_text(f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}")
-            raise
+            return trainer.fit(on_start=folder.started)
     finally:
         D.teardown(info)
 

@@ -1,0 +1,142 @@
+"""Atomic file writes: the one implementation every fpcore writer uses.
+
+A file is written under a temporary name in its own folder (same file system, so the rename is atomic), flushed and
+fsync'ed, then renamed over the target with os.replace and the folder entry fsync'ed. A reader, a crash or a kill -9
+therefore sees either the previous file or the complete new one, never a truncated one. Temporary names are
+`.<name>.tmp-<pid>-<random>` so that a leftover from a killed process is recognisable (and its owner identifiable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import secrets
+
+TMP_MARKER = ".tmp-"
+
+
+def tmp_name(path: pathlib.Path, suffix: str = "") -> pathlib.Path:
+    """A fresh temporary sibling of `path`; `suffix` keeps an extension for writers that infer the format from it."""
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def fsync_dir(folder: pathlib.Path) -> None:
+    """Makes a rename or a new entry in `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "wb", suffix: str = "", make_parents: bool = True, **open_kwargs):
+    """`with atomic_open(p, "w") as fh: ...` writes p atomically; on an exception p is left untouched."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    path = pathlib.Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path, suffix)
+    # O_EXCL: never write through a file (or link) someone else created under our temporary name; mode 0o666 lets
+    # the umask decide the permissions as for an ordinary open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return pathlib.Path(path)
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> pathlib.Path:
+    with atomic_open(path, "w", encoding=encoding, newline="") as fh:
+        fh.write(text)
+    return pathlib.Path(path)
+
+
+def atomic_write_json(path, obj, indent: int | None = 2) -> pathlib.Path:
+    # default=float: numpy / torch scalars in summaries serialise as numbers.
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=float) + "\n")
+
+
+def atomic_torch_save(path, obj) -> pathlib.Path:
+    import torch
+
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
+    return pathlib.Path(path)
+
+
+def atomic_np_save(path, array) -> pathlib.Path:
+    """np.save without pickles; `path` is used as given (no .npy appended)."""
+    import numpy as np
+
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return pathlib.Path(path)
+
+
+def atomic_savefig(fig, path, **savefig_kwargs) -> pathlib.Path:
+    """matplotlib's savefig, atomically; the format comes from the target's suffix."""
+    path = pathlib.Path(path)
+    fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".") or None
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, **savefig_kwargs)
+    return path
+
+
+def tmp_owner_pid(name: str) -> int | None:
+    """The pid encoded in a temporary name made by tmp_name (or the cache's tmp folders), else None."""
+    if TMP_MARKER not in name:
+        return None
+    tail = name.rsplit(TMP_MARKER, 1)[1]
+    head = tail.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (a pid we may not signal still counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+__all__ = [
+    "atomic_np_save",
+    "atomic_open",
+    "atomic_savefig",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_dir",
+    "pid_alive",
+    "tmp_owner_pid",
+]
