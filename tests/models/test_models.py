@@ -218,3 +218,46 @@ def test_heads_compute_in_float32_under_autocast(head_name):
     head_on_rounded = head(AtomFeatures(features.scalar.float(), None), g)
     torch.testing.assert_close(out, head_on_rounded)
     assert (out - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_paper_preset_sets_the_authors_conventions():
+    from fpcore.models import PRESETS, EquivariantTransformer
+
+    et = EquivariantTransformer(hidden=16, n_layers=2, n_heads=4, n_rbf=8, preset="paper")
+    assert et.options == {"vector_cutoff": True, "rbf_envelope": True, "init": "xavier"}
+    linears = [m for m in et.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(m.bias is None or not m.bias.any() for m in linears)
+    # xavier-uniform bound sqrt(6 / (fan_in + fan_out)) instead of PyTorch's 1/sqrt(fan_in)
+    w = et.layers[0].q_proj.weight
+    assert float(w.abs().max()) <= (6 / 32) ** 0.5 and float(w.abs().max()) > 16**-0.5
+    # the basis goes to zero at the cutoff with the envelope, not without
+    d = torch.tensor([8.0 - 1e-4])
+    assert float(et.rbf(d).max()) < 1e-6 < float(EquivariantTransformer(n_rbf=8).rbf(d).max())
+    # explicit kwargs override the preset
+    assert EquivariantTransformer(hidden=16, n_heads=4, preset="paper", init="default").options["init"] == "default"
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        EquivariantTransformer(preset="nope")
+
+    preset = PRESETS["paper"]
+    m = build_model(
+        {
+            "backbone": preset["backbone"],
+            "head": {"class": "GraphHead", "kwargs": dict(preset["head"], n_out=1)},
+        }
+    )
+    assert sum(isinstance(layer, torch.nn.Linear) for layer in m.head.net) == 3 and m.head.pooling == "sum"
+    assert not any(layer.bias.any() for layer in m.head.net if isinstance(layer, torch.nn.Linear))
+    assert preset["optimizer"]["weight_decay"] == 0.01
+
+
+def test_legacy_spec_rebuilds_the_et_as_trained_before_the_cutoff_fix():
+    from fpcore.models import legacy_spec
+
+    old = model("EquivariantTransformer")
+    legacy = build_model(legacy_spec(old.spec))
+    assert legacy.spec["backbone"]["kwargs"]["vector_cutoff"] is False
+    legacy.load_state_dict(old.state_dict())  # same keys
+    args = tensors(crystal())
+    # Same weights, different vector messages near the cutoff: different outputs.
+    assert (legacy(*args, 1) - old(*args, 1)).abs().max() > 1e-6
+    assert legacy_spec(model("SchNet").spec) == model("SchNet").spec

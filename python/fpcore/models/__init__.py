@@ -15,6 +15,15 @@ applied by `build_head(name, kwargs, backbone=...)`.
 A model is described by plain data, e.g.
     {"backbone": {"class": "SchNet", "kwargs": {"hidden": 64}}, "head": {"class": "GraphHead", "kwargs": {...}}}
 so checkpoints never pickle classes; `AtomisticModel` / `build_model` rebuild backbone + head from such a spec.
+
+Presets (for configs: `model.preset: paper`): PRESETS[name] = {"backbone": {"class", "kwargs"}, "head": head kwargs
+for GraphHead, "optimizer": trainer settings}. "paper" is the authors' TorchMD-Net ET: backbone kwarg
+`preset="paper"` (xavier-uniform init with zero biases, exp-normal basis with cosine envelope, vector messages
+weighted by the cutoff), a GraphHead of 3 linear layers with sum pooling, weight decay 0.01 (the trainer's part).
+
+Checkpoints written before the ET continuity fix (trainer checkpoint format 1): pass their spec through
+`legacy_spec` so the ET is rebuilt as it was trained (vector messages without the cutoff envelope); state-dict keys
+did not change.
 """
 
 from __future__ import annotations
@@ -40,6 +49,23 @@ ALIASES = {
     "graph": "GraphHead",
     "vector": "VectorHead",
 }
+
+
+PRESETS: dict[str, dict] = {
+    "paper": {
+        "backbone": {"class": "EquivariantTransformer", "kwargs": {"preset": "paper"}},
+        "head": {"n_layers": 3, "pooling": "sum", "init": "xavier"},
+        "optimizer": {"weight_decay": 0.01},
+    }
+}
+
+
+def legacy_spec(spec: dict) -> dict:
+    """The spec of a model saved before the ET continuity fix, rebuilt to compute what it computed when trained."""
+    spec = copy.deepcopy(spec)
+    if ALIASES.get(spec["backbone"]["class"], spec["backbone"]["class"]) == "EquivariantTransformer":
+        spec["backbone"]["kwargs"].setdefault("vector_cutoff", False)
+    return spec
 
 
 def register_backbone(name: str, cls: type[nn.Module]) -> None:
@@ -130,6 +156,7 @@ __all__ = [
     "AtomisticModel",
     "BACKBONES",
     "HEADS",
+    "PRESETS",
     "EquivariantTransformer",
     "Graph",
     "GraphHead",
@@ -141,6 +168,7 @@ __all__ = [
     "build_head",
     "build_model",
     "head_kwargs",
+    "legacy_spec",
     "model_dtype",
     "register_backbone",
 ]

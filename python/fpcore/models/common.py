@@ -102,12 +102,19 @@ class CosineCutoff(nn.Module):
 
 
 class ExpNormalSmearing(nn.Module):
-    """exp(-beta_k (exp(-alpha (d - r_lo)) - mu_k)^2): basis functions denser at short range (PhysNet)."""
+    """exp(-beta_k (exp(-alpha (d - r_lo)) - mu_k)^2): basis functions denser at short range (PhysNet).
 
-    def __init__(self, cutoff: float, n_rbf: int = 50, cutoff_lower: float = 0.0, trainable: bool = True):
+    envelope=True multiplies the basis by the cosine cutoff, as TorchMD-Net's ExpNormalSmearing does, so every
+    basis function goes smoothly to zero at the cutoff.
+    """
+
+    def __init__(
+        self, cutoff: float, n_rbf: int = 50, cutoff_lower: float = 0.0, trainable: bool = True, envelope: bool = False
+    ):
         super().__init__()
         self.cutoff_lower = float(cutoff_lower)
         self.alpha = 5.0 / (float(cutoff) - self.cutoff_lower)
+        self.envelope = CosineCutoff(cutoff) if envelope else None
         start = math.exp(-(float(cutoff) - self.cutoff_lower))
         means = torch.linspace(start, 1.0, n_rbf)
         betas = torch.full((n_rbf,), (2.0 / n_rbf * (1.0 - start)) ** -2)
@@ -118,8 +125,10 @@ class ExpNormalSmearing(nn.Module):
             self.register_buffer("betas", betas)
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        d = d.unsqueeze(-1)
-        return torch.exp(-self.betas * (torch.exp(self.alpha * (self.cutoff_lower - d)) - self.means) ** 2)
+        basis = torch.exp(
+            -self.betas * (torch.exp(self.alpha * (self.cutoff_lower - d.unsqueeze(-1))) - self.means) ** 2
+        )
+        return basis if self.envelope is None else basis * self.envelope(d).unsqueeze(-1)
 
 
 class GaussianSmearing(nn.Module):
@@ -149,6 +158,15 @@ def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+def xavier_init(module: nn.Module) -> None:
+    """TorchMD-Net's reset_parameters: xavier-uniform weights and zero biases for every Linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:

@@ -19,22 +19,31 @@ import torch
 from torch import nn
 from torch_geometric.nn import global_add_pool, global_mean_pool
 
-from .common import AtomFeatures, CosineCutoff, GaussianSmearing, Graph, scatter_sum
+from .common import AtomFeatures, CosineCutoff, GaussianSmearing, Graph, scatter_sum, xavier_init
 from .common import activation as make_activation
 
 POOLINGS = {"mean": global_mean_pool, "sum": global_add_pool}
 
 
-def mlp(n_in: int, n_hidden: int, n_out: int, n_layers: int, act: str) -> nn.Sequential:
+INITS = ("default", "xavier")
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, n_layers: int, act: str, init: str = "default") -> nn.Sequential:
+    """n_layers Linear layers with `act` between them; init="xavier": xavier-uniform weights, zero biases."""
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
         raise ValueError(f"head: n_layers must be a positive integer, got {n_layers!r}")
+    if init not in INITS:
+        raise ValueError(f"head: init must be one of {INITS}, got {init!r}")
     layers: list[nn.Module] = []
     width = n_in
     for _ in range(n_layers - 1):
         layers += [nn.Linear(width, n_hidden), make_activation(act)]
         width = n_hidden
     layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    if init == "xavier":
+        xavier_init(net)
+    return net
 
 
 def full_precision(device: torch.device):
@@ -56,10 +65,18 @@ def check_n_out(owner: str, n_out) -> None:
 class NodeHead(nn.Module):
     """Per-atom outputs (N, n_out), e.g. the fingerprints regressed in pre-training."""
 
-    def __init__(self, n_in: int, n_out: int, hidden: int = 128, n_layers: int = 2, activation: str = "silu"):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        hidden: int = 128,
+        n_layers: int = 2,
+        activation: str = "silu",
+        init: str = "default",
+    ):
         super().__init__()
         check_n_out("NodeHead", n_out)
-        self.net = mlp(n_in, hidden, n_out, n_layers, activation)
+        self.net = mlp(n_in, hidden, n_out, n_layers, activation, init)
 
     @staticmethod
     def defaults_from(backbone: nn.Module) -> dict:
@@ -82,13 +99,14 @@ class GraphHead(nn.Module):
         n_layers: int = 2,
         activation: str = "silu",
         pooling: str = "mean",
+        init: str = "default",
     ):
         super().__init__()
         check_n_out("GraphHead", n_out)
         if pooling not in POOLINGS:
             raise ValueError(f"GraphHead: pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
-        self.net = mlp(n_in, hidden, n_out, n_layers, activation)
+        self.net = mlp(n_in, hidden, n_out, n_layers, activation, init)
 
     @staticmethod
     def defaults_from(backbone: nn.Module) -> dict:
