@@ -51,17 +51,19 @@ struct Scratch {
   std::vector<T> x, y, z, d, fc, dfc, wt;  // wt: Z_j (forward)
   std::vector<T> radial, dradial;          // (n_radial, cap)
   std::vector<T> gx, gy, gz;               // backward: dL/dvectors of the packed rows
-  std::vector<T> exjk;                     // backward: exp(-eta r_jk^2) of row p, (n_eta, cap)
   std::vector<int64_t> index;              // packed row -> entry of the centre
-  std::vector<int64_t> near;               // contributing partners q of the current row p
   std::vector<T> r2, cos, fcjk, dfcjk;     // per partner q: r_jk^2, cos theta, f_c(r_jk), f_c'(r_jk)
   std::vector<T> acc;                      // forward: angular sums (n_zl, n_eta) per block
   std::vector<T> A, dA, W;                 // angular factors (n_zl) and folded gradient (n_zl, n_eta)
-  std::vector<T> B, dB;                    // backward: per eta, sum_zl W A and W dA
-  // forward, compacted partners t of row p (padded to whole lanes): cos, r_jk^2, weight (f_c(r_jk),
-  // 1 for G5, 0 for padding), partner row, per-eta triplet factors E (n_eta, lcap), A and its powers
+  // compacted partners t of row p (padded to whole lanes): cos, r_jk^2, weight (f_c(r_jk), 1 for G5, 0 for
+  // padding), partner row, per-eta triplet factors E (n_eta, lcap: forward E, backward exp(-eta r_jk^2)),
+  // A and its powers
   std::vector<T> ccos, cr2, cw, E, Av, base, pw;
   std::vector<int64_t> cq;
+  // backward, per compacted partner: f_c'(r_jk) (0 for G5 and padding), r_jk, dA/dcos, per eta
+  // B = sum_zl W A and dB = sum_zl W dA (n_eta, lcap), and the coefficients of dcos, dr_ij, dr_ik, dr_jk
+  std::vector<T> cdw, crjk, dAv, Bt, dBt, s_cos, s_p, s_q, s_jk;
+  std::vector<T> inv_d;  // backward: 1 / d of the packed entries
   int64_t lcap = 0;
 
   Scratch(const Params<T>& P, int64_t max_n, bool backward) : cap(std::max<int64_t>(max_n, 1)) {
@@ -76,12 +78,14 @@ struct Scratch {
     lcap = (cap + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
     for (auto* v : {&x, &y, &z, &d, &fc, &dfc, &wt}) v->resize(static_cast<size_t>(lcap));
     index.resize(static_cast<size_t>(cap));
-    near.resize(static_cast<size_t>(cap));
     for (auto* v : {&r2, &cos, &fcjk, &dfcjk}) v->resize(static_cast<size_t>(cap));
-    if (!backward) {
-      for (auto* v : {&ccos, &cr2, &cw, &Av, &base, &pw}) v->resize(static_cast<size_t>(lcap));
-      cq.resize(static_cast<size_t>(lcap));
-      E.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
+    for (auto* v : {&ccos, &cr2, &cw, &Av, &base, &pw}) v->resize(static_cast<size_t>(lcap));
+    cq.resize(static_cast<size_t>(lcap));
+    E.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
+    if (backward) {
+      for (auto* v : {&cdw, &crjk, &dAv, &s_cos, &s_p, &s_q, &s_jk, &inv_d}) v->resize(static_cast<size_t>(lcap));
+      Bt.resize(E.size());
+      dBt.resize(E.size());
     }
     radial.resize(static_cast<size_t>(std::max<int64_t>(n_radial * cap, 1)));
     acc.resize(static_cast<size_t>(std::max<int64_t>(n_w, 1)));
@@ -90,10 +94,7 @@ struct Scratch {
     if (backward) {
       dradial.resize(radial.size());
       for (auto* v : {&gx, &gy, &gz}) v->resize(static_cast<size_t>(cap));
-      exjk.resize(radial.size());
       W.resize(acc.size());
-      B.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1)));
-      dB.resize(B.size());
     }
   }
 };
@@ -160,13 +161,13 @@ FPCORE_INLINE T cos_pi_half(T u) {
 }
 
 // Row p of the triplet loops: for every partner q > p, r_jk^2, cos theta and (G4) f_c(r_jk), f_c'(r_jk)
-// into arrays indexed by q, then the list of partners that contribute (r_jk < Rc for G4). The first
-// loop has no calls or branches for the cosine cutoff, so gcc vectorises it; the list is built
-// without branches (about half of the partners pass, a branch would mispredict constantly). With
-// `compact` (forward) the partners' values are packed instead and the padded count is returned.
+// into arrays indexed by q, then the values of the partners that contribute (r_jk < Rc for G4) packed
+// (with `derivative`, f_c'(r_jk) too); returns their count padded to whole lanes. The first loop has no
+// calls or branches for the cosine cutoff, so gcc vectorises it; the packing is branch-free (about half
+// of the partners pass, a branch would mispredict constantly).
 template <typename T>
 FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivative, int64_t p, int64_t m,
-                                  Scratch<T>& s, bool compact = false) {
+                                  Scratch<T>& s) {
   const T* __restrict X = s.x.data(), * __restrict Y = s.y.data(), * __restrict Z = s.z.data(), * __restrict D = s.d.data();
   T *__restrict r2v = s.r2.data(), *__restrict cosv = s.cos.data(), *__restrict fcv = s.fcjk.data(),
     *__restrict dfcv = s.dfcjk.data();
@@ -201,12 +202,22 @@ FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivat
   } else if (with_jk) {
     for (int64_t q = p + 1; q < m; ++q) cutoff_function(P.cutoff_fn, std::sqrt(r2v[q]), rc, fcv[q], dfcv[q]);
   }
-  if (compact) {
-    // Forward: the contributing partners' values packed contiguously and padded to whole lanes with
-    // zero-weight entries, so the per-triplet loops run over full vectors with unit stride.
-    T* __restrict cc = s.ccos.data(), * __restrict cr = s.cr2.data(), * __restrict cw = s.cw.data();
-    int64_t* __restrict cq = s.cq.data();
-    int64_t count = 0;
+  // The contributing partners' values packed contiguously and padded to whole lanes with zero-weight
+  // entries, so the per-triplet loops run over full vectors with unit stride.
+  T* __restrict cc = s.ccos.data(), * __restrict cr = s.cr2.data(), * __restrict cw = s.cw.data();
+  int64_t* __restrict cq = s.cq.data();
+  int64_t count = 0;
+  if (derivative) {  // backward: f_c'(r_jk) too (0 for G5, whose weight is the constant 1)
+    T* __restrict cd = s.cdw.data();
+    for (int64_t q = p + 1; q < m; ++q) {
+      cc[count] = cosv[q];
+      cr[count] = r2v[q];
+      cw[count] = with_jk ? fcv[q] : T(1);
+      cd[count] = with_jk ? dfcv[q] : T(0);
+      cq[count] = q;
+      count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
+    }
+  } else {
     for (int64_t q = p + 1; q < m; ++q) {
       cc[count] = cosv[q];
       cr[count] = r2v[q];
@@ -214,66 +225,64 @@ FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivat
       cq[count] = q;
       count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
     }
-    const int64_t padded = (count + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
-    for (int64_t t = count; t < padded; ++t) {
-      cc[t] = cr[t] = cw[t] = T(0);
-      cq[t] = p;
-    }
-    return padded;
   }
-  int64_t* near = s.near.data();
-  int64_t count = 0;
-  for (int64_t q = p + 1; q < m; ++q) {
-    near[count] = q;
-    count += with_jk ? static_cast<int64_t>(r2v[q] < rc2) : 1;
+  const int64_t padded = (count + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+  for (int64_t t = count; t < padded; ++t) {
+    cc[t] = cr[t] = cw[t] = T(0);
+    if (derivative) s.cdw[t] = T(0);
+    cq[t] = p;
   }
-  return count;
+  return padded;
 }
 
-// Packs the entries of one centre (see Scratch) and, if out != nullptr, adds the G2 features.
-// Forward keeps entries with f_c != 0, backward those with f_c or f_c' != 0 (the set wacsf_math.h uses).
+// Packs the entries of one centre that the backward needs (d != 0 and f_c or f_c' != 0, the set wacsf_math.h
+// uses; see Scratch), with Z_j, then the radial rows R = Z f_c exp(-eta d^2) and dR/dd as unit-stride passes.
 template <typename T>
-FPCORE_INLINE int64_t pack_centre(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
-                                  const int64_t* numbers, bool backward, Scratch<T>& s, T* out) {
-  int64_t m = 0;
+FPCORE_INLINE int64_t pack_centre_backward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
+                                           const int64_t* numbers, Scratch<T>& s) {
   const int64_t cap = s.cap;
+  T *__restrict X = s.x.data(), *__restrict Y = s.y.data(), *__restrict Z = s.z.data(), *__restrict D = s.d.data(),
+    *__restrict FC = s.fc.data(), *__restrict DFC = s.dfc.data(), *__restrict WT = s.wt.data();
+  int64_t* __restrict index = s.index.data();
+  int64_t m = 0;
   for (int64_t p = 0; p < n; ++p) {
     const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
     const T d = std::sqrt(x * x + y * y + z * z);
     T fc, dfc;
     cutoff_function(P.cutoff_fn, d, P.cutoff, fc, dfc);
-    const T weight = static_cast<T>(numbers[nbr[p]]);
-    if (out != nullptr && fc != T(0)) {
-      for (int64_t a = 0; a < P.n_g2_eta; ++a)
-        for (int64_t r = 0; r < P.n_g2_rs; ++r) {
-          const T t = d - P.g2_rs[r];
-          out[a * P.n_g2_rs + r] += weight * std::exp(-P.g2_eta[a] * t * t) * fc;
-        }
-    }
-    if (d == T(0) || (backward ? (fc == T(0) && dfc == T(0)) : fc == T(0))) continue;
-    s.x[m] = x;
-    s.y[m] = y;
-    s.z[m] = z;
-    s.d[m] = d;
-    s.fc[m] = fc;
-    s.dfc[m] = dfc;
-    s.index[m] = p;
-    int64_t row = 0;
-    for (int blk = 0; blk < 2; ++blk) {
-      const Angular<T>& b = P.block[blk];
-      if (!b.active()) continue;
-      for (int64_t e = 0; e < b.n_eta; ++e, ++row) {
-        const T g = weight * std::exp(-b.eta[e] * d * d);
-        s.radial[row * cap + m] = g * fc;
-        if (backward) s.dradial[row * cap + m] = g * (dfc - T(2) * b.eta[e] * d * fc);
+    if (d == T(0) || (fc == T(0) && dfc == T(0))) continue;
+    X[m] = x;
+    Y[m] = y;
+    Z[m] = z;
+    D[m] = d;
+    FC[m] = fc;
+    DFC[m] = dfc;
+    WT[m] = static_cast<T>(numbers[nbr[p]]);
+    index[m] = p;
+    ++m;
+  }
+  T* __restrict inv_d = s.inv_d.data();
+  for (int64_t t = 0; t < m; ++t) inv_d[t] = T(1) / D[t];
+  int64_t row = 0;
+  for (int blk = 0; blk < 2; ++blk) {
+    const Angular<T>& b = P.block[blk];
+    if (!b.active()) continue;
+    for (int64_t e = 0; e < b.n_eta; ++e, ++row) {
+      T* __restrict Rrow = s.radial.data() + row * cap;
+      T* __restrict dRrow = s.dradial.data() + row * cap;
+      const T eta = b.eta[e];
+      for (int64_t t = 0; t < m; ++t) {
+        const T g = WT[t] * (eta >= T(0) ? static_cast<T>(exp_nonpositive(static_cast<double>(-eta * D[t] * D[t])))
+                                         : std::exp(-eta * D[t] * D[t]));
+        Rrow[t] = g * FC[t];
+        dRrow[t] = g * (DFC[t] - T(2) * eta * D[t] * FC[t]);
       }
     }
-    ++m;
   }
   return m;
 }
 
-// Forward form of pack_centre (same packed rows, same G2 sums up to summation order): the scalar loop
+// Forward packing (the rows of pack_centre_backward with f_c != 0, and the G2 sums): the scalar loop
 // only packs the entries with f_c != 0 (exactly the G2 terms), then the G2 terms and the radial rows
 // are unit-stride passes with exp_nonpositive; entries at d = 0 (no angle) are dropped afterwards.
 template <typename T>
@@ -384,7 +393,7 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
     for (int64_t k = 0; k < n_zl * n_eta; ++k) acc[k] = T(0);
     const T* R = s.radial.data() + row0 * cap;
     for (int64_t p = 0; p + 1 < m; ++p) {
-      const int64_t K = triplet_row(P, b.with_jk, false, p, m, s, true);
+      const int64_t K = triplet_row(P, b.with_jk, false, p, m, s);
       if (K == 0) continue;
       for (int64_t e = 0; e < n_eta; ++e) {
         const T* __restrict Re = R + e * cap;
@@ -448,133 +457,206 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
   }
 }
 
+// Coefficient of the entry vector a in d(triplet)/da: s_side / |a| - s_cos cos / |a|^2 (dcos/da = b/(|a||b|) - cos
+// a/|a|^2).
+template <typename T>
+FPCORE_INLINE T s_p_term(T s_side, T s_cos, T cos_theta, T inv_d) {
+  return (s_side - s_cos * cos_theta * inv_d) * inv_d;
+}
+
 // dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
+// Vectorised as the forward: per row p the contributing partners are compacted (triplet_row), then every
+// per-triplet quantity is a unit-stride pass over them: exp(-eta r_jk^2) (exp_nonpositive), A and dA/dcos
+// (int_pow's squarings as array passes), B_e = sum_zl W A and dB_e = sum_zl W dA, the coefficients of
+// dcos, dr_ij, dr_ik, dr_jk, and the p-side gradient as a lane sum; only the scatter into the partners'
+// rows is scalar. Same formulas as wacsf_math.h, summed in another order: results agree to rounding.
 template <typename T>
 FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
                                        const int64_t* numbers, const T* grad_out, Scratch<T>& s, T* grad) {
   for (int64_t k = 0; k < 3 * n; ++k) grad[k] = T(0);
-  const int64_t m = pack_centre(P, n, vec, nbr, numbers, true, s, static_cast<T*>(nullptr));
-  // G2: dG2/dd = Z exp(-eta t^2) (f_c' - 2 eta t f_c), t = d - Rs. Computed over all entries as in
-  // wacsf_math.h (the packed rows are exactly the entries that contribute).
-  for (int64_t k = 0; k < m; ++k) {
-    const int64_t p = s.index[k];
-    const T d = s.d[k], fc = s.fc[k], dfc = s.dfc[k];
-    const T weight = static_cast<T>(numbers[nbr[p]]);
-    T gd = T(0);
+  const int64_t m = pack_centre_backward(P, n, vec, nbr, numbers, s);
+  const int64_t cap = s.cap, lcap = s.lcap;
+  T* __restrict GX = s.gx.data(), * __restrict GY = s.gy.data(), * __restrict GZ = s.gz.data();
+  const T* __restrict X = s.x.data(), * __restrict Y = s.y.data(), * __restrict Z = s.z.data(), * __restrict D = s.d.data();
+  // G2: dG2/dd = Z exp(-eta t^2) (f_c' - 2 eta t f_c), t = d - Rs, over the packed entries (exactly
+  // those that contribute); GX temporarily holds dL/dd.
+  {
+    const T* __restrict FC = s.fc.data(), * __restrict DFC = s.dfc.data(), * __restrict WT = s.wt.data();
+    T* __restrict gd = GX;
+    for (int64_t k = 0; k < m; ++k) gd[k] = T(0);
     for (int64_t a = 0; a < P.n_g2_eta; ++a)
       for (int64_t r = 0; r < P.n_g2_rs; ++r) {
-        const T t = d - P.g2_rs[r];
-        const T eta = P.g2_eta[a];
-        gd += grad_out[a * P.n_g2_rs + r] * weight * std::exp(-eta * t * t) * (dfc - T(2) * eta * t * fc);
-      }
-    const T sc = gd / d;
-    grad[3 * p] = sc * vec[3 * p];
-    grad[3 * p + 1] = sc * vec[3 * p + 1];
-    grad[3 * p + 2] = sc * vec[3 * p + 2];
-  }
-  if (!P.any_angular() || m < 2) return;
-  const int64_t cap = s.cap;
-  T *GX = s.gx.data(), *GY = s.gy.data(), *GZ = s.gz.data();
-  for (int64_t k = 0; k < m; ++k) GX[k] = GY[k] = GZ[k] = T(0);
-  const T *X = s.x.data(), *Y = s.y.data(), *Z = s.z.data(), *D = s.d.data();
-  T *A = s.A.data(), *dA = s.dA.data(), *W = s.W.data(), *Bv = s.B.data(), *dBv = s.dB.data();
-  const int64_t* near = s.near.data();
-  const T *r2v = s.r2.data(), *fcv = s.fcjk.data(), *dfcv = s.dfcjk.data();
-  int64_t row0 = 0;
-  for (int blk = 0; blk < 2; ++blk) {
-    const Angular<T>& b = P.block[blk];
-    if (!b.active()) continue;
-    const int64_t n_eta = b.n_eta, n_zl = b.n_zl();
-    // W[zl, e] = sum_Rs dL/dG[zl, e, Rs] exp(m eta Rs^2): the incoming gradient folded over Rs.
-    const T* g = grad_out + b.column;
-    for (int64_t zl = 0; zl < n_zl; ++zl)
-      for (int64_t e = 0; e < n_eta; ++e) {
-        T sum = T(0);
-        for (int64_t r = 0; r < b.n_rs; ++r) sum += g[(zl * n_eta + e) * b.n_rs + r] * b.rs_factor[e * b.n_rs + r];
-        W[zl * n_eta + e] = sum;
-      }
-    const T* R = s.radial.data() + row0 * cap;
-    const T* dR = s.dradial.data() + row0 * cap;
-    for (int64_t p = 0; p + 1 < m; ++p) {
-      const T xp = X[p], yp = Y[p], zp = Z[p], dp = D[p];
-      T ga0 = T(0), ga1 = T(0), ga2 = T(0);
-      const int64_t count = triplet_row(P, b.with_jk, true, p, m, s);
-      if (b.with_jk) {
-        // all partners, vectorised: cheaper than a scalar exp for the about half that contribute
-        for (int64_t e = 0; e < n_eta; ++e) {
-          T* __restrict ex = s.exjk.data() + e * cap;
-          const T eta = b.eta[e];
-          if (eta >= T(0)) {
-            const T minus_eta = -eta;
-            for (int64_t q = p + 1; q < m; ++q)
-              ex[q] = static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * r2v[q])));
-          } else {  // a growing exponential, outside exp_nonpositive's domain
-            for (int64_t q = p + 1; q < m; ++q) ex[q] = std::exp(-eta * r2v[q]);
+        const T eta = P.g2_eta[a], rs = P.g2_rs[r], go = grad_out[a * P.n_g2_rs + r];
+        if (eta >= T(0)) {
+          const T minus_eta = -eta;
+          for (int64_t k = 0; k < m; ++k) {
+            const T t = D[k] - rs;
+            const T ex = static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * t * t)));
+            gd[k] += go * WT[k] * ex * (DFC[k] - T(2) * eta * t * FC[k]);
+          }
+        } else {  // a growing exponential, outside exp_nonpositive's domain
+          for (int64_t k = 0; k < m; ++k) {
+            const T t = D[k] - rs;
+            gd[k] += go * WT[k] * std::exp(-eta * t * t) * (DFC[k] - T(2) * eta * t * FC[k]);
           }
         }
       }
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t q = near[t];
-        const T dx = X[q] - xp, dy = Y[q] - yp, dz = Z[q] - zp;
-        T rjk = T(0), fcjk = T(1), dfcjk = T(0), rjk2 = T(0);
-        if (b.with_jk) {
-          rjk2 = r2v[q];
-          rjk = std::sqrt(rjk2);
-          fcjk = fcv[q];
-          dfcjk = dfcv[q];
-        }
-        const T dq = D[q];
-        const T inv_pq = T(1) / (dp * dq);
-        const T cos_theta = (xp * X[q] + yp * Y[q] + zp * Z[q]) * inv_pq;
-        angular_factors(b, cos_theta, A, dA);
-        for (int64_t e = 0; e < n_eta; ++e) {
-          T Bs = T(0), dBs = T(0);
-          for (int64_t zl = 0; zl < n_zl; ++zl) {
-            const T w = W[zl * n_eta + e];
-            Bs += w * A[zl];
-            dBs += w * dA[zl];
-          }
-          Bv[e] = Bs;
-          dBv[e] = dBs;
-        }
-        // Coefficients of dcos, dr_ij, dr_ik, dr_jk in the triplet's contribution to dL.
-        T s_cos = T(0), s_p = T(0), s_q = T(0), s_jk = T(0);
-        for (int64_t e = 0; e < n_eta; ++e) {
-          T Xf = T(1), dXf = T(0);
-          if (b.with_jk) {
-            const T ex = s.exjk[e * cap + q];
-            Xf = ex * fcjk;
-            dXf = ex * (dfcjk - T(2) * b.eta[e] * rjk * fcjk);
-          }
-          const T rp = R[e * cap + p], drp = dR[e * cap + p], rq = R[e * cap + q], drq = dR[e * cap + q];
-          s_cos += dBv[e] * rp * rq * Xf;
-          s_p += Bv[e] * drp * rq * Xf;
-          s_q += Bv[e] * rp * drq * Xf;
-          s_jk += Bv[e] * rp * rq * dXf;
-        }
-        // dcos/da = b/(|a||b|) - cos a/|a|^2, dr_jk/da = -(b - a)/r_jk, and symmetrically for b.
-        const T cp_a = -s_cos * cos_theta / (dp * dp) + s_p / dp;
-        const T cq_b = -s_cos * cos_theta / (dq * dq) + s_q / dq;
-        const T cross = s_cos * inv_pq;
-        const T jk = rjk > T(0) ? s_jk / rjk : T(0);
-        ga0 += cp_a * xp + cross * X[q] - jk * dx;
-        ga1 += cp_a * yp + cross * Y[q] - jk * dy;
-        ga2 += cp_a * zp + cross * Z[q] - jk * dz;
-        GX[q] += cq_b * X[q] + cross * xp + jk * dx;
-        GY[q] += cq_b * Y[q] + cross * yp + jk * dy;
-        GZ[q] += cq_b * Z[q] + cross * zp + jk * dz;
-      }
-      GX[p] += ga0;
-      GY[p] += ga1;
-      GZ[p] += ga2;
+    for (int64_t k = 0; k < m; ++k) {
+      const T sc = gd[k] / D[k];
+      GY[k] = sc * Y[k];
+      GZ[k] = sc * Z[k];
+      GX[k] = sc * X[k];
     }
-    row0 += n_eta;
+  }
+  if (P.any_angular() && m >= 2) {
+    T* __restrict W = s.W.data();
+    const T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data(),
+            *__restrict cd = s.cdw.data();
+    const int64_t* __restrict cq = s.cq.data();
+    T *__restrict Ex = s.E.data(), *__restrict Av = s.Av.data(), *__restrict dAv = s.dAv.data(),
+      *__restrict base = s.base.data(), *__restrict pw = s.pw.data(), *__restrict rjk = s.crjk.data(),
+      *__restrict Bt = s.Bt.data(), *__restrict dBt = s.dBt.data(), *__restrict Sc = s.s_cos.data(),
+      *__restrict Sp = s.s_p.data(), *__restrict Sq = s.s_q.data(), *__restrict Sjk = s.s_jk.data();
+    int64_t row0 = 0;
+    for (int blk = 0; blk < 2; ++blk) {
+      const Angular<T>& b = P.block[blk];
+      if (!b.active()) continue;
+      const int64_t n_eta = b.n_eta, n_zl = b.n_zl();
+      // W[zl, e] = sum_Rs dL/dG[zl, e, Rs] exp(m eta Rs^2): the incoming gradient folded over Rs.
+      const T* g = grad_out + b.column;
+      for (int64_t zl = 0; zl < n_zl; ++zl)
+        for (int64_t e = 0; e < n_eta; ++e) {
+          T sum = T(0);
+          for (int64_t r = 0; r < b.n_rs; ++r) sum += g[(zl * n_eta + e) * b.n_rs + r] * b.rs_factor[e * b.n_rs + r];
+          W[zl * n_eta + e] = sum;
+        }
+      const T* R = s.radial.data() + row0 * cap;
+      const T* dR = s.dradial.data() + row0 * cap;
+      for (int64_t p = 0; p + 1 < m; ++p) {
+        const int64_t K = triplet_row(P, b.with_jk, true, p, m, s);
+        if (K == 0) continue;
+        const T xp = X[p], yp = Y[p], zp = Z[p];
+        for (int64_t t = 0; t < K; ++t) rjk[t] = std::sqrt(cr[t]);
+        // B_e, dB_e over (zeta, lambda)
+        for (int64_t k = 0; k < n_eta * lcap; ++k) Bt[k] = dBt[k] = T(0);
+        for (int64_t zi = 0; zi < b.n_zeta; ++zi)
+          for (int64_t li = 0; li < b.n_lambda; ++li) {
+            const int64_t zl = zi * b.n_lambda + li;
+            const int64_t nz = static_cast<int64_t>(b.zeta_int[zi]);
+            if (nz > 0) {
+              // the folded form of angular_factor: A = 2 h^zeta, dA = zeta lambda h^(zeta-1), h = (1 + lambda cos) / 2
+              const T lambda = b.lambda[li], zeta_lambda = b.zeta[zi] * lambda;
+              for (int64_t t = 0; t < K; ++t) {
+                base[t] = (T(1) + lambda * cc[t]) * T(0.5);
+                Av[t] = base[t];
+                pw[t] = T(1);
+              }
+              for (int64_t k = nz - 1; k > 0; k >>= 1) {
+                if (k & 1)
+                  for (int64_t t = 0; t < K; ++t) pw[t] *= Av[t];
+                if (k > 1)
+                  for (int64_t t = 0; t < K; ++t) Av[t] *= Av[t];
+              }
+              for (int64_t t = 0; t < K; ++t) {
+                Av[t] = T(2) * pw[t] * base[t];
+                dAv[t] = zeta_lambda * pw[t];
+              }
+            } else {
+              for (int64_t t = 0; t < K; ++t) angular_factor(b, zi, li, cc[t], Av[t], dAv[t]);
+            }
+            for (int64_t e = 0; e < n_eta; ++e) {
+              const T w = W[zl * n_eta + e];
+              T* __restrict Be = Bt + e * lcap;
+              T* __restrict dBe = dBt + e * lcap;
+              for (int64_t t = 0; t < K; ++t) {
+                Be[t] += w * Av[t];
+                dBe[t] += w * dAv[t];
+              }
+            }
+          }
+        // Coefficients of dcos, dr_ij, dr_ik, dr_jk in each triplet's contribution to dL.
+        for (int64_t t = 0; t < K; ++t) Sc[t] = Sp[t] = Sq[t] = Sjk[t] = T(0);
+        for (int64_t e = 0; e < n_eta; ++e) {
+          const T eta = b.eta[e];
+          T* __restrict Ee = Ex + e * lcap;
+          if (!b.with_jk) {
+            for (int64_t t = 0; t < K; ++t) Ee[t] = T(1);
+          } else if (eta >= T(0)) {
+            const T minus_eta = -eta;
+            for (int64_t t = 0; t < K; ++t)
+              Ee[t] = static_cast<T>(exp_nonpositive(static_cast<double>(minus_eta * cr[t])));
+          } else {  // a growing exponential, outside exp_nonpositive's domain
+            for (int64_t t = 0; t < K; ++t) Ee[t] = std::exp(-eta * cr[t]);
+          }
+          const T* __restrict Re = R + e * cap;
+          const T* __restrict dRe = dR + e * cap;
+          const T* __restrict Be = Bt + e * lcap;
+          const T* __restrict dBe = dBt + e * lcap;
+          const T rp = Re[p], drp = dRe[p], two_eta = b.with_jk ? T(2) * eta : T(0);  // G5: no r_jk term
+#pragma omp simd
+          for (int64_t t = 0; t < K; ++t) {
+            const T rq = Re[cq[t]], drq = dRe[cq[t]];
+            const T xf = Ee[t] * cw[t];                                // exp(-eta r_jk^2) f_c(r_jk), 1 for G5
+            const T dxf = Ee[t] * (cd[t] - two_eta * rjk[t] * cw[t]);  // its r_jk derivative, 0 for G5
+            const T brq = Be[t] * rq;
+            Sc[t] += dBe[t] * rp * rq * xf;
+            Sp[t] += brq * drp * xf;
+            Sq[t] += Be[t] * rp * drq * xf;
+            Sjk[t] += brq * rp * dxf;
+          }
+        }
+        // dcos/da = b/(|a||b|) - cos a/|a|^2, dr_jk/da = -(b - a)/r_jk, and symmetrically for b. The p side
+        // sums over lanes; the coefficients of the q side are kept in Sp, Sq, Sjk for the scatter below.
+        constexpr int64_t L = kLanes<T>;
+        T l0[L] = {}, l1[L] = {}, l2[L] = {};
+        const T* __restrict IDv = s.inv_d.data();
+        const T inv_dp = IDv[p];
+        for (int64_t t0 = 0; t0 < K; t0 += L)
+          for (int64_t l = 0; l < L; ++l) {
+            const int64_t t = t0 + l, q = cq[t];
+            const T xq = X[q], yq = Y[q], zq = Z[q], inv_dq = IDv[q];
+            const T cos_theta = cc[t], s_cos = Sc[t];
+            const T cp_a = (s_p_term(Sp[t], s_cos, cos_theta, inv_dp));
+            const T cq_b = (s_p_term(Sq[t], s_cos, cos_theta, inv_dq));
+            const T cross = s_cos * inv_dp * inv_dq;
+            // r_jk = 0 only for padding (s_jk = 0 there) or coincident entries (no r_jk direction: 0)
+            const T r = rjk[t];
+            const T jk = Sjk[t] * (r > T(0) ? T(1) : T(0)) / (r + (r > T(0) ? T(0) : T(1)));
+            const T dx = xq - xp, dy = yq - yp, dz = zq - zp;
+            l0[l] += cp_a * xp + cross * xq - jk * dx;
+            l1[l] += cp_a * yp + cross * yq - jk * dy;
+            l2[l] += cp_a * zp + cross * zq - jk * dz;
+            Sp[t] = cq_b;
+            Sq[t] = cross;
+            Sjk[t] = jk;
+          }
+        T ga0 = T(0), ga1 = T(0), ga2 = T(0);
+        for (int64_t l = 0; l < L; ++l) {
+          ga0 += l0[l];
+          ga1 += l1[l];
+          ga2 += l2[l];
+        }
+        GX[p] += ga0;
+        GY[p] += ga1;
+        GZ[p] += ga2;
+        // partners q are distinct within a row: a plain scatter (padding has q = p and zero coefficients)
+        for (int64_t t = 0; t < K; ++t) {
+          const int64_t q = cq[t];
+          const T cq_b = Sp[t], cross = Sq[t], jk = Sjk[t];
+          const T xq = X[q], yq = Y[q], zq = Z[q];
+          GX[q] += cq_b * xq + cross * xp + jk * (xq - xp);
+          GY[q] += cq_b * yq + cross * yp + jk * (yq - yp);
+          GZ[q] += cq_b * zq + cross * zp + jk * (zq - zp);
+        }
+      }
+      row0 += n_eta;
+    }
   }
   for (int64_t k = 0; k < m; ++k) {
     const int64_t p = s.index[k];
-    grad[3 * p] += GX[k];
-    grad[3 * p + 1] += GY[k];
-    grad[3 * p + 2] += GZ[k];
+    grad[3 * p] = GX[k];
+    grad[3 * p + 1] = GY[k];
+    grad[3 * p + 2] = GZ[k];
   }
 }
 
