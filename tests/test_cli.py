@@ -125,6 +125,6 @@ def test_wrong_checkpoint_kind_and_missing_data(runs, capsys):
     )
     assert "is a 'finetune' checkpoint, but a 'pretrain' checkpoint is needed" in capsys.readouterr().err
     assert main(["evaluate", str(tmp / "pre" / "best.pt"), str(data)]) == 2
-    assert "is a 'pretrain' checkpoint" in capsys.readouterr().err
+    assert "has no property head (objectives: ['fingerprints'])" in capsys.readouterr().err
     assert main(["predict", str(tmp / "ft" / "best.pt"), str(tmp / "missing.extxyz"), "-o", str(tmp / "p.csv")]) == 2
     assert "missing.extxyz" in capsys.readouterr().err

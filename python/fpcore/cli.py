@@ -5,6 +5,7 @@
   fpcore-train train     [--config cfg.yaml]                             fine-tuning from scratch (baseline)
   fpcore-train evaluate  runs/x/best.pt data.extxyz                      MAE, RMSE, R2 on a labelled set
   fpcore-train predict   runs/x/best.pt structures.extxyz -o pred.csv
+  fpcore-train convert   old.pt new.pt                                  checkpoint of an older format -> current
   fpcore-train experiment --config experiments/paper.yaml --scale cpu   pre-training arms vs. baseline, tasks x seeds
 
 The same command runs under `torchrun --nproc_per_node=N fpcore-train ...` (DDP).
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     for s in (e, q):
         s.add_argument("--device", default="auto")
         s.add_argument("--batch-size", type=int, default=32)
+    c = sub.add_parser("convert", help="rewrite a checkpoint of an older format in the current one")
+    c.add_argument("source")
+    c.add_argument("destination")
     x = sub.add_parser("experiment", help="the paper's protocol: pre-training arms vs. baseline over tasks and seeds")
     x.add_argument("--config", default="experiments/paper.yaml", help="experiment YAML (default: %(default)s)")
     x.add_argument("--scale", help="one of the config's scales (e.g. cpu, paper)")
@@ -112,7 +116,7 @@ def _train(args) -> int:
         if args.config:
             raise ValueError("--resume uses the config saved in the run; change values with --set instead of --config")
         last = run_dir / "last.pt"
-        payload = load_checkpoint(last, kind=kind)
+        payload = load_checkpoint(last)
         config = resolve_config(None, None, overrides, base=payload["config"])
     elif args.command == "finetune":
         init_from = args.init_from or DEFAULT_FROM
@@ -142,6 +146,14 @@ def _is_main() -> bool:
 
 def _data_source(items):
     return items[0] if len(items) == 1 else items
+
+
+def _convert(args) -> int:
+    from .training.checkpoint import convert_checkpoint
+
+    convert_checkpoint(args.source, args.destination)
+    print(f"converted {args.source} -> {args.destination}")
+    return 0
 
 
 def _evaluate(args) -> int:
@@ -176,6 +188,7 @@ def main(argv=None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "experiment": _experiment,
+        "convert": _convert,
     }
     try:
         return handlers[args.command](args)

@@ -214,15 +214,64 @@ def test_paper_config_scales(shared_dir):
     cpu = load_experiment_config(PAPER_YAML, scale="cpu", data_root=data_root)
     paper = load_experiment_config(PAPER_YAML, scale="paper", data_root=data_root)
     assert cpu["seeds"] == [111, 222, 333] and paper["seeds"] == [111, 222, 333, 444, 555]
-    assert cpu["run_arms"] == paper["run_arms"] == ["baseline", "wacsf", "gmp", "ead"]
+    assert cpu["run_arms"] == paper["run_arms"]
+    assert paper["run_arms"] == ["baseline", "wacsf", "gmp", "ead", "ead+gmp", "denoise", "ead-aug"]
+    assert paper["arms"]["ead-aug"]["fingerprints"] == paper["arms"]["ead"]
     assert len(paper["run_tasks"]) == 9
     assert paper["trainer"]["model"]["backbone"] == "et"
     # Every data file of both scales exists (resolved without running anything).
     for config in (cpu, paper):
         exp = Experiment(config, progress=False)
-        assert len(exp.plan()) == 3 + 4 * len(config["run_tasks"]) * len(config["seeds"])
+        n_pre = sum(config["arms"][a] is not None for a in config["run_arms"])
+        assert n_pre == 6
+        assert len(exp.plan()) == n_pre + 7 * len(config["run_tasks"]) * len(config["seeds"])
     # Arms have similar feature counts (~20), so no arm wins by predicting more targets.
     from fpcore.training import TargetFingerprints
 
     sizes = {arm: TargetFingerprints(paper["arms"][arm]).n_features for arm in ("wacsf", "gmp", "ead")}
     assert all(18 <= n <= 24 for n in sizes.values()), sizes
+
+
+def test_changed_config_redoes_completed_runs_and_late_best_is_flagged(finished, tmp_path):
+    root, path, out = finished
+    # Same config: nothing runs. Another fine-tuning budget: every fine-tuning is redone, the pre-training reused.
+    config = load_experiment_config(path, out=out, overrides=["finetune.trainer.optim.epochs=3"])
+    counter = Counting()
+    Experiment(config, train_fn=counter, progress=False).run()
+    assert sorted(c[1] for c in counter.calls) == sorted(
+        str(out / "finetune" / "emt" / arm / f"seed{seed}") for arm in ("baseline", "wacsf") for seed in (111, 222)
+    )
+    assert all(c[0] == "finetune" and not c[2] for c in counter.calls)
+    records = json.loads((out / "results.json").read_text())
+    assert {r["epochs_max"] for r in records} == {3} and all(len(r["config_sha256"]) == 64 for r in records)
+    for r in records:
+        assert r["late_best"] == (r["best_epoch"] > 2.7)
+    table = (out / "table.md").read_text()
+    assert ("†" in table) == any(r["late_best"] for r in records)
+    counter.calls.clear()
+    Experiment(config, train_fn=counter, progress=False).run()
+    assert counter.calls == []
+
+
+def test_denoise_and_augmented_arms_run(tmp_path):
+    path = tiny_config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    fps = cfg["arms"]["wacsf"]
+    cfg["arms"] = {
+        "baseline": None,
+        "denoise": {"objective": {"denoise": {"sigma": 0.1}}},
+        "wacsf-aug": {"fingerprints": fps, "augment": {"rattle": 0.05, "strain": 0.02}},
+    }
+    cfg["seeds"] = [111]
+    path.write_text(yaml.safe_dump(cfg))
+    config = load_experiment_config(path, out=tmp_path / "out")
+    summary = Experiment(config, progress=False).run()
+    assert set(summary["tasks"]["emt"]["arms"]) == {"baseline", "denoise", "wacsf-aug"}
+    pre = yaml.safe_load((tmp_path / "out" / "pretrain" / "denoise" / "config.yaml").read_text())
+    assert pre["objective"] == {"denoise": {"sigma": 0.1}}
+    aug = yaml.safe_load((tmp_path / "out" / "pretrain" / "wacsf-aug" / "config.yaml").read_text())
+    assert aug["data"]["augment"] == {"rattle": 0.05, "strain": 0.02}
+    cfg["arms"]["bad"] = {"objective": {"fingerprints": 1.0}}
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="pre-trains on fingerprints but lists none"):
+        load_experiment_config(path)

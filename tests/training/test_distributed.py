@@ -61,7 +61,9 @@ def test_two_process_gloo_pretrain_and_train(tmp_path):
     # The scaler merged both ranks' shards: it counted every atom of the training split exactly once.
     split = json.loads((tmp_path / "pre" / "split.json").read_text())
     atoms = structures(12)
-    assert int(pre["scalers"]["target"]["count"]) == sum(len(atoms[i]) for i in split["train"])
+    assert int(pre["objectives"]["fingerprints"]["state"]["scaler"]["count"]) == sum(
+        len(atoms[i]) for i in split["train"]
+    )
 
     torchrun(
         tmp_path,

@@ -63,7 +63,7 @@ def test_checkpoint_is_plain_data_and_resume_is_exact(tmp_path, dataset):
         (tmp_path / "b" / "split.json").read_text()
     )
     # scalers and the optimizer state are tensors/plain data too
-    assert set(a["scalers"]["target"]) >= {"mean", "std"} and "state" in a["optimizer"]
+    assert set(a["objectives"]["property"]["state"]["scaler"]) >= {"mean", "std"} and "state" in a["optimizer"]
 
 
 def test_existing_run_folder_is_not_clobbered(tmp_path, dataset):
@@ -108,8 +108,10 @@ def test_pretrain_targets_cache_and_finetune_starts_from_pretrained_backbone(tmp
     fly = Trainer("pretrain", config("pretrain", TOY_FINGERPRINTS), tmp_path / "pre", info, device, unlabelled, split)
     cached = Trainer("pretrain", pre_cfg, tmp_path / "pre", info, device, unlabelled, split)
     batch = next(iter(fly.train_loader))
-    torch.testing.assert_close(cached.targets(batch), fly.targets(batch))
-    torch.testing.assert_close(cached.scaler.std, fly.scaler.std)
+    cached_fp, fly_fp = cached.objectives["fingerprints"], fly.objectives["fingerprints"]
+    assert cached_fp.cache is not None and fly_fp.cache is None
+    torch.testing.assert_close(cached_fp.targets(batch, None, True), fly_fp.targets(batch, None, True))
+    torch.testing.assert_close(cached_fp.scaler.std, fly_fp.scaler.std)
 
     # Fine-tuning starts from exactly the pre-trained backbone, with a fresh GraphHead.
     ft_cfg = config("finetune")
@@ -120,7 +122,7 @@ def test_pretrain_targets_cache_and_finetune_starts_from_pretrained_backbone(tmp
     for key, value in ft.model.backbone.state_dict().items():
         assert torch.equal(value, want[key]), key
     assert ft.init_info["backbone_sha256"] == tensor_digest(want)
-    assert type(ft.model.head).__name__ == "GraphHead"
+    assert type(ft.model.heads["property"]).__name__ == "GraphHead"
     scratch = Trainer("finetune", ft_cfg, tmp_path / "ft", info, device, dataset, split)
     assert tensor_digest(scratch.model.backbone.state_dict()) != tensor_digest(want)
 

@@ -20,7 +20,8 @@ TOP_KEYS = {
     "out": None,  # results folder (default results/<config file stem>)
     "default_scale": None,
     "scales": {},
-    "arms": {},  # name -> list of fingerprints ({name, kwargs}) or null for training from scratch
+    # name -> null (from scratch), a list of fingerprints ({name, kwargs}), or {fingerprints, objective, augment}
+    "arms": {},
     "run_arms": None,  # subset/order of arms to run (default: all, in file order)
     "tasks": {},  # name -> {source, target, max_structures}
     "run_tasks": None,  # subset/order of tasks to run (default: all)
@@ -145,9 +146,8 @@ def validate(config: dict) -> dict:
     baselines = [name for name, fps in arms.items() if fps is None]
     if len(baselines) > 1:
         raise ConfigError(f"experiment config: only one arm may train from scratch (null), got {baselines}")
-    for name, fps in arms.items():
-        if fps is not None and (not isinstance(fps, list) or not fps):
-            raise ConfigError(f"experiment config: arm {name!r} needs a non-empty list of fingerprints or null")
+    for name, arm in arms.items():
+        _check_arm(name, arm)
     config["baseline_arm"] = baselines[0] if baselines else None
     config["run_arms"] = _selection(config["run_arms"], arms, "run_arms", "arm")
 
@@ -185,7 +185,8 @@ def validate(config: dict) -> dict:
                         "(use the experiment keys tasks/pretrain/split/seeds instead)"
                     )
     for name in config["run_arms"]:
-        for entry in arms[name] or []:
+        arm = arms[name]
+        for entry in arm.get("fingerprints") or [] if isinstance(arm, dict) else arm or []:
             kwargs = entry.get("kwargs") if isinstance(entry, dict) else None
             # Density files (GMP) are data: a relative path lives under data_root like the data sets.
             if (
@@ -196,8 +197,49 @@ def validate(config: dict) -> dict:
                 kwargs["density"] = resolve_path(config, kwargs["density"])
     # Validate both trainer layers now (unknown keys, types).
     trainer_config(config, "pretrain", {"descriptor": {"fingerprints": [{"name": "X"}]}})
+    for name in config["run_arms"]:
+        if isinstance(arms[name], dict):
+            try:
+                trainer_config(config, "pretrain", pretrain_settings(arms[name]))
+            except ConfigError as err:
+                raise ConfigError(f"arm {name!r}: {err}") from None
     trainer_config(config, "finetune", {})
     return config
+
+
+ARM_KEYS = {"fingerprints", "objective", "augment"}
+
+
+def _check_arm(name: str, arm) -> None:
+    """null (from scratch), a non-empty list of fingerprints, or {fingerprints?, objective?, augment?}."""
+    if arm is None or (isinstance(arm, list) and arm):
+        return
+    if isinstance(arm, dict) and arm:
+        _check_keys(arm, ARM_KEYS, f"arms.{name}")
+        fps = arm.get("fingerprints")
+        if fps is not None and (not isinstance(fps, list) or not fps):
+            raise ConfigError(f"experiment config: arms.{name}.fingerprints must be a non-empty list")
+        objective = arm.get("objective") or {"fingerprints": 1.0}
+        if "fingerprints" in objective and not fps:
+            raise ConfigError(f"experiment config: arm {name!r} pre-trains on fingerprints but lists none")
+        return
+    raise ConfigError(
+        f"experiment config: arm {name!r} must be null (from scratch), a non-empty list of fingerprints, or a mapping "
+        f"with {sorted(ARM_KEYS)}; got {arm!r}"
+    )
+
+
+def pretrain_settings(arm) -> dict:
+    """Trainer settings of an arm's pre-training: a list of fingerprints (the paper's arms) or a mapping with any of
+    `fingerprints`, `objective` (e.g. {denoise: {sigma: 0.05}}) and `augment` ({rattle, strain})."""
+    if isinstance(arm, list):
+        arm = {"fingerprints": arm}
+    settings = {"objective": arm.get("objective") or {"fingerprints": 1.0}}
+    if arm.get("fingerprints"):
+        settings["descriptor"] = {"fingerprints": arm["fingerprints"]}
+    if arm.get("augment"):
+        settings["data"] = {"augment": arm["augment"]}
+    return settings
 
 
 def _selection(selected, available: dict, key: str, what: str) -> list[str]:

@@ -5,12 +5,17 @@ Layout of the results folder:
   finetune/<task>/<arm>/seed<seed>/    fpcore-train finetune (or train for the baseline) run
   splits/<task>_seed<seed>.json        the split every arm of that seed uses (indices into the task's data set)
   results.json, table.md, summary.json, improvement.png, experiment.yaml
-A run folder with COMPLETED is never redone; one with last.pt resumes; anything else starts over.
+A run folder with COMPLETED is skipped when it was made with the same resolved run config (its sha256 is stored in
+experiment_record.json); a COMPLETED run whose config differs (other epochs, descriptor settings, a redone
+pre-training) is redone, with a log line saying so. A folder with last.pt resumes when its saved config.yaml matches,
+and starts over otherwise; anything else starts over.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import hashlib
 import json
 import math
 import os
@@ -25,10 +30,30 @@ from ..data import StructureDataset, load_dataset, random_split
 from ..data._flat import FlatStructures
 from ..training import COMPLETED, run_training
 from ..training import distributed as D
-from .config import dump, resolve_path, trainer_config
+from .config import deep_merge, dump, pretrain_settings, resolve_path, trainer_config
 from .report import write_reports
 
 RECORD = "experiment_record.json"
+# Run-config keys that do not change what a run computes (where it lives, how it reports).
+UNHASHED = {("run", "dir"), ("run", "progress"), ("run", "plots"), ("run", "tensorboard"), ("data", "cache_dir")}
+#: a run whose best epoch lies in the last LATE_FRACTION of its epoch cap may not have converged
+LATE_FRACTION = 0.1
+
+
+def config_hash(cfg: dict, upstream: str | None = None) -> str:
+    """sha256 of a resolved run config (split file by content, not path) and of the run it starts from."""
+    cfg = copy.deepcopy(cfg)
+    for section, key in UNHASHED:
+        cfg.get(section, {}).pop(key, None)
+    split_file = cfg.get("data", {}).get("split_file")
+    if split_file:
+        cfg["data"]["split_file"] = hashlib.sha256(pathlib.Path(split_file).read_bytes()).hexdigest()
+    text = json.dumps({"config": cfg, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def late_best(best_epoch, epochs_max) -> bool:
+    return bool(best_epoch and epochs_max) and int(best_epoch) > (1.0 - LATE_FRACTION) * int(epochs_max)
 
 
 def subset_dataset(dataset: StructureDataset, indices) -> StructureDataset:
@@ -132,13 +157,23 @@ class Experiment:
         return self._datasets[task]
 
     # ------------------------------------------------------------------------------------------- runs
-    def _train(self, kind, cfg, run_dir: pathlib.Path, dataset, init_from=None) -> tuple[dict, float, str]:
+    def _train(self, kind, cfg, run_dir: pathlib.Path, dataset, digest: str, init_from=None):
         """(summary, wall seconds of this call, status) for one run folder, skipping or resuming as needed."""
         info = D.DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
         D.barrier(info)
         if (run_dir / COMPLETED).is_file() and (run_dir / "summary.json").is_file():
-            return json.loads((run_dir / "summary.json").read_text()), 0.0, "skipped"
-        resume = (run_dir / "last.pt").is_file()
+            stored = _stored_hash(run_dir)
+            if stored == digest:
+                return json.loads((run_dir / "summary.json").read_text()), 0.0, "skipped"
+            if self._is_main():
+                self.log(
+                    f"{run_dir}: COMPLETED with another config (sha256 {str(stored)[:12]} vs {digest[:12]}); redoing it"
+                )
+        resume = (run_dir / "last.pt").is_file() and not (run_dir / COMPLETED).is_file()
+        if resume and not _same_saved_config(run_dir, cfg):
+            if self._is_main():
+                self.log(f"{run_dir}: interrupted run made with another config; starting it over")
+            resume = False
         t0 = time.perf_counter()
         summary = self.train_fn(
             kind,
@@ -161,15 +196,19 @@ class Experiment:
         cfg = trainer_config(
             self.config,
             "pretrain",
-            {
-                "data": {"source": self.pretrain_source, "targets": None, "split_file": str(split_file)},
-                "descriptor": {"fingerprints": self.config["arms"][arm]},
-                "run": {"dir": str(run_dir)},
-            },
+            deep_merge(
+                pretrain_settings(self.config["arms"][arm]),
+                {
+                    "data": {"source": self.pretrain_source, "targets": None, "split_file": str(split_file)},
+                    "run": {"dir": str(run_dir)},
+                },
+            ),
         )
-        summary, wall, status = self._train("pretrain", cfg, run_dir, dataset)
+        digest = config_hash(cfg)
+        summary, wall, status = self._train("pretrain", cfg, run_dir, dataset, digest)
         record = {
             "arm": arm,
+            "config_sha256": digest,
             "best_val_mae": summary.get("best_val_mae"),
             "epochs": summary.get("epochs_run"),
             "best_epoch": summary.get("best_epoch"),
@@ -201,7 +240,9 @@ class Experiment:
             init_from = self.pretrain_dir(arm) / "best.pt"
             if not (self.pretrain_dir(arm) / COMPLETED).is_file():
                 raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
-        summary, wall, status = self._train("finetune", cfg, run_dir, dataset, init_from=init_from)
+        upstream = self.pretrain_records[arm].get("config_sha256") if init_from is not None else None
+        digest = config_hash(cfg, upstream)
+        summary, wall, status = self._train("finetune", cfg, run_dir, dataset, digest, init_from=init_from)
         if "test_mae" not in summary:
             raise RuntimeError(f"{run_dir}: the run has no test MAE (empty test split?)")
         n = summary.get("n_structures", {})
@@ -214,7 +255,10 @@ class Experiment:
             "val_mae": float(summary["best_val_mae"]),
             "epochs": summary.get("epochs_run"),
             "best_epoch": summary.get("best_epoch"),
+            "epochs_max": int(cfg["optim"]["epochs"]),
+            "late_best": late_best(summary.get("best_epoch"), cfg["optim"]["epochs"]),
             "stopped_early": summary.get("stopped_early"),
+            "config_sha256": digest,
             "n_train": n.get("train"),
             "n_val": n.get("val"),
             "n_test": n.get("test"),
@@ -295,6 +339,23 @@ class Experiment:
         if bar is not None:
             bar.close()
         return self.reports()
+
+
+def _stored_hash(run_dir: pathlib.Path):
+    try:
+        return json.loads((run_dir / RECORD).read_text()).get("config_sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def _same_saved_config(run_dir: pathlib.Path, cfg: dict) -> bool:
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return config_hash(saved) == config_hash(cfg)
 
 
 def run_experiment(config: dict, train_fn=run_training, progress: bool = True) -> dict:

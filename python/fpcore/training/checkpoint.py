@@ -9,7 +9,8 @@ import torch
 from .._io import atomic_torch_save
 
 FORMAT = "fpcore-train-checkpoint"
-FORMAT_VERSION = 1
+# 2: one head per objective (model spec "heads", state-dict keys heads.<objective>.*), objective states, EMA weights.
+FORMAT_VERSION = 2
 KINDS = ("pretrain", "finetune")
 
 
@@ -36,9 +37,17 @@ def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_locatio
         raise CheckpointError(f"{path} is not a readable fpcore-train checkpoint: {err}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fpcore-train checkpoint (no '{FORMAT}' header)")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} was written by a newer fpcore (format {payload['format_version']} > {FORMAT_VERSION})"
+            f"{path} was written by a newer fpcore ({payload.get('fpcore_version', '?')}, format {version}); "
+            f"this fpcore reads format {FORMAT_VERSION}: upgrade fpcore"
+        )
+    if version < FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was made by fpcore {payload.get('fpcore_version', '?')}, checkpoint format {version}; this fpcore "
+            f"reads format {FORMAT_VERSION}: re-run the training, or convert it with "
+            f"`fpcore-train convert {path} <new.pt>` (weights, scalers and config; not resumable)"
         )
     if kind is not None:
         wanted = (kind,) if isinstance(kind, str) else tuple(kind)
@@ -48,6 +57,52 @@ def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_locatio
                 "checkpoint is needed here"
             )
     return payload
+
+
+def convert_checkpoint(src, dst) -> dict:
+    """Rewrites a format-1 checkpoint (one head, kind pretrain|finetune) as format 2: the head becomes the head of
+    the objective its kind implied (fingerprints | property). Optimizer and scheduler states are dropped, so the
+    result serves --from, evaluate and predict but cannot be resumed."""
+    src, dst = pathlib.Path(src), pathlib.Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {src}")
+    try:
+        old = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"{src} is not a readable fpcore-train checkpoint: {err}") from None
+    if not isinstance(old, dict) or old.get("format") != FORMAT:
+        raise CheckpointError(f"{src} is not an fpcore-train checkpoint (no '{FORMAT}' header)")
+    if old.get("format_version") != 1:
+        raise CheckpointError(f"{src} has format {old.get('format_version')}; only format 1 needs converting")
+    kind = old.get("kind")
+    objective = {"pretrain": "fingerprints", "finetune": "property"}.get(kind)
+    if objective is None:
+        raise CheckpointError(f"{src}: unknown checkpoint kind {kind!r}")
+    config = dict(old["config"])
+    config.setdefault("objective", {})
+    config["objective"] = {objective: {"weight": 1.0}}
+    state = {}
+    for key, value in old["state_dict"].items():
+        state[f"heads.{objective}." + key[len("head.") :] if key.startswith("head.") else key] = value
+    obj_state = {"scaler": old["scalers"]["target"]}
+    if objective == "property":
+        obj_state["target_names"] = list(old["target_names"])
+    new = {
+        "kind": kind,
+        "fpcore_version": old.get("fpcore_version"),
+        "converted_from": {"path": str(src), "format_version": 1},
+        "model": {"backbone": old["model"]["backbone"], "heads": {objective: old["model"]["head"]}},
+        "state_dict": state,
+        "objectives": {objective: {"spec": {"weight": 1.0}, "state": obj_state}},
+        "target_names": list(old["target_names"]),
+        "epoch": old.get("epoch"),
+        "best": old.get("best"),
+        "config": config,
+        "init": old.get("init"),
+        "resumable": False,
+    }
+    save_checkpoint(dst, new)
+    return new
 
 
 def backbone_state(state_dict: dict) -> dict:

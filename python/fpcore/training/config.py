@@ -1,4 +1,4 @@
-"""fpcore-train configuration: five sections (data, model, descriptor, optim, run), validated against DEFAULTS.
+"""fpcore-train configuration: sections objective, data, model, descriptor, optim, run, validated against DEFAULTS.
 
 Layers, later wins: DEFAULTS <- packaged configs/<kind>.yaml <- the user's --config file <- --set a.b=value.
 Every key must exist in DEFAULTS (a typo is an error naming it), except inside the free-form mappings
@@ -14,6 +14,10 @@ import pathlib
 import yaml
 
 DEFAULTS: dict = {
+    # What to learn: {name: weight} or {name: {weight: w, <objective kwargs>}}, summed, e.g.
+    # {fingerprints: 1.0, denoise: {weight: 0.5, sigma: 0.05}}; empty: the command's default
+    # (pretrain: fingerprints, finetune/train: property). See fpcore.training.objectives.
+    "objective": {},
     "data": {
         "source": None,  # path(s) or "builtin:<name>", see fpcore.data.load_dataset
         "targets": None,  # label names for fine-tuning; None for pre-training
@@ -24,6 +28,7 @@ DEFAULTS: dict = {
         "batch_size": 16,
         "eval_batch_size": None,
         "num_workers": 0,
+        "augment": {"rattle": 0.0, "strain": 0.0},  # per-epoch perturbation (Angstrom, strain); bypasses the cache
     },
     "model": {
         "backbone": "SchNet",  # SchNet | EquivariantTransformer (alias et)
@@ -50,7 +55,12 @@ DEFAULTS: dict = {
         "lr_patience": 5,
         "min_lr": 1.0e-6,
         "early_stopping_patience": 20,
-        "amp": True,  # on CUDA only
+        "schedule": "plateau",  # plateau (ReduceLROnPlateau on the validation metric) | cosine (after warmup)
+        "warmup_epochs": 0,  # linear warmup from lr/100 (cosine schedule)
+        "grad_accum": 1,  # optimizer step every this many batches
+        "ema_decay": None,  # e.g. 0.999: evaluate and checkpoint an exponential moving average of the weights
+        "freeze_backbone": False,  # train the heads only
+        "backbone_lr": None,  # the backbone's own learning rate (default: lr)
         "max_steps_per_epoch": None,
     },
     "run": {
@@ -61,10 +71,14 @@ DEFAULTS: dict = {
         "tensorboard": False,
         "plots": True,
         "threads": None,
+        "amp": "auto",  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off; evaluation is always float32
+        "cache_graphs": True,  # reuse each structure's graph when the geometry never changes (no augment/denoise)
     },
 }
 
-FREE_FORM = {("model", "backbone_kwargs")}
+FREE_FORM = {("model", "backbone_kwargs"), ("objective",)}
+#: keys of older versions, with what replaced them
+RENAMED = {"optim.amp": "run.amp (auto | bf16 | fp16 | off)"}
 SECTIONS = tuple(DEFAULTS)
 
 
@@ -86,6 +100,8 @@ def _merge(base: dict, update: dict, path: tuple = (), replace_free_form: bool =
             base[key] = copy.deepcopy(value)
             continue
         if key not in base:
+            if dotted in RENAMED:
+                raise ConfigError(f"config key '{dotted}' was replaced by {RENAMED[dotted]}")
             known = ", ".join(sorted(base))
             raise ConfigError(f"unknown config key '{dotted}' (known keys here: {known})")
         if key_path in FREE_FORM:
@@ -141,6 +157,31 @@ def _check_types(config: dict) -> None:
                 "each entry of 'descriptor.fingerprints' must be {name: <descriptor class>, kwargs: {...}}, "
                 f"got {entry!r}"
             )
+    if config["objective"]:
+        from .objectives import normalise_objectives
+
+        try:
+            normalise_objectives(config["objective"])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    from .augment import check_augment
+
+    try:
+        check_augment(config["data"]["augment"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    checks = {
+        "optim.schedule": (config["optim"]["schedule"], ("plateau", "cosine")),
+        "run.amp": (config["run"]["amp"], ("auto", "bf16", "fp16", "off")),
+    }
+    for dotted, (value, allowed) in checks.items():
+        if value not in allowed:
+            raise ConfigError(f"config key '{dotted}' must be one of {' | '.join(allowed)}, got {value!r}")
+    if config["optim"]["grad_accum"] < 1 or config["optim"]["warmup_epochs"] < 0:
+        raise ConfigError("config keys 'optim.grad_accum' must be >= 1 and 'optim.warmup_epochs' >= 0")
+    decay = config["optim"]["ema_decay"]
+    if decay is not None and not (isinstance(decay, (int, float)) and 0 < decay < 1):
+        raise ConfigError(f"config key 'optim.ema_decay' must be null or a number in (0, 1), got {decay!r}")
     if config["descriptor"]["dtype"] not in ("float32", "float64"):
         raise ConfigError(
             f"config key 'descriptor.dtype' must be float32 or float64, got {config['descriptor']['dtype']!r}"
@@ -220,7 +261,8 @@ def resolve_config(kind: str | None = None, path=None, overrides=(), base: dict 
         nested: object = value
         for key in reversed(keys):
             nested = {key: nested}
-        _merge(config, nested, replace_free_form=len(keys) <= 2)
+        # --set model.backbone_kwargs={...} replaces the mapping, --set model.backbone_kwargs.hidden=32 edits it.
+        _merge(config, nested, replace_free_form=any(ff[: len(keys)] == tuple(keys) for ff in FREE_FORM))
     _check_types(config)
     return config
 

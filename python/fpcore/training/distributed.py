@@ -31,15 +31,8 @@ def setup(device_request: str = "auto") -> tuple[DistInfo, torch.device]:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_request == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(device_request)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
+    device = resolve_device(device_request, local_rank)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"run.device={device_request!r} but CUDA is not available")
         torch.cuda.set_device(device)
     info = DistInfo(rank, world_size, local_rank)
     if world_size > 1 and not dist.is_initialized():
@@ -47,6 +40,22 @@ def setup(device_request: str = "auto") -> tuple[DistInfo, torch.device]:
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
         info.initialized_here = True
     return info, device
+
+
+def resolve_device(request: str = "auto", local_rank: int = 0) -> torch.device:
+    """The one device resolver: auto -> cuda:<local rank> when CUDA is available, else cpu; cuda -> cuda:<local rank>."""
+    if request == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(request)
+    except RuntimeError:
+        raise ValueError(f"unknown device {request!r} (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {request!r} requested but CUDA is not available")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    return device
 
 
 def teardown(info: DistInfo) -> None:

@@ -9,35 +9,37 @@ import pathlib
 import torch
 
 from .._io import atomic_open
-from ..models import build_model
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
+from .distributed import resolve_device
+from .pipeline import Pipeline
 from .scaling import FeatureScaler
 
 
-def load_model(path, device="cpu", kind="finetune"):
-    """(model in eval mode, target scaler, checkpoint payload) from a checkpoint of the given kind."""
-    payload = load_checkpoint(path, kind=kind)
-    model = build_model(payload["model"])
+def load_model(path, device="cpu"):
+    """(pipeline in eval mode, label scaler, checkpoint payload) from a checkpoint with a `property` objective."""
+    payload = load_checkpoint(path)
+    objectives = payload.get("objectives", {})
+    if "property" not in objectives:
+        raise CheckpointError(
+            f"{path} has no property head (objectives: {sorted(objectives)}); evaluate and predict need a "
+            "fine-tuned checkpoint (fpcore-train finetune or train)"
+        )
+    model = Pipeline(payload["model"])
     model.load_state_dict(payload["state_dict"], strict=True)
     model.to(device).eval()
-    scaler = FeatureScaler.from_state(payload["scalers"]["target"]).to(device)
+    scaler = FeatureScaler.from_state(objectives["property"]["state"]["scaler"]).to(device)
     return model, scaler, payload
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()
 def predict_dataset(model, scaler, dataset, device, batch_size: int = 32) -> torch.Tensor:
+    """Label-unit predictions of the property head, in float32 without autocast (as the trainer's evaluation)."""
     from torch_geometric.loader import DataLoader
 
     out = []
     for data in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         data = data.to(device)
-        pred = model(data.z, data.pos, data.cell.view(-1, 3, 3), data.pbc.view(-1, 3), data.batch, data.num_graphs)
+        pred = model(data.z, model.graph(data))["property"]
         out.append(scaler.inverse(pred.float()).cpu())
     return torch.cat(out) if out else torch.zeros(0, scaler.n_features)
 
@@ -65,9 +67,9 @@ def _load(source, targets):
 
 
 def evaluate(checkpoint, source, device="auto", batch_size: int = 32, dataset=None) -> dict:
-    device = _device(device)
+    device = resolve_device(device)
     model, scaler, payload = load_model(checkpoint, device)
-    names = list(payload["target_names"])
+    names = list(payload["objectives"]["property"]["state"]["target_names"])
     if dataset is None:
         if (
             not isinstance(source, list)
@@ -82,9 +84,9 @@ def evaluate(checkpoint, source, device="auto", batch_size: int = 32, dataset=No
 
 
 def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, dataset=None) -> pathlib.Path:
-    device = _device(device)
+    device = resolve_device(device)
     model, scaler, payload = load_model(checkpoint, device)
-    names = list(payload["target_names"])
+    names = list(payload["objectives"]["property"]["state"]["target_names"])
     if dataset is None:
         if (
             not isinstance(source, list)

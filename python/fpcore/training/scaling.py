@@ -10,17 +10,22 @@ class FeatureScaler(nn.Module):
     """y = (x - mean) / std per feature (last dimension).
 
     Fitted by `update` over batches (Chan et al.'s parallel merge of count/mean/M2 in float64, so
-    one pass is enough and large means do not cancel), then `finalize`. Features with (near) zero
-    spread, e.g. fingerprint columns of elements absent from the data, get std = 1 so they are
-    centred but not blown up. The state is three buffers, saved with the model in plain tensors.
+    one pass is enough and large means do not cancel), then `finalize`. The spread has a floor,
+    std >= rel_floor * (median std of the features), so a near-constant feature (one rare outlier) is not blown
+    up by a tiny std;
+    features with no spread at all (e.g. fingerprint columns of elements absent from the data) get
+    std = 1, i.e. they are centred but not scaled, and are listed by `constant_features()` so callers can
+    refuse them (a constant label) or report them. The state is plain tensors, saved with the checkpoint.
     """
 
-    def __init__(self, n_features: int, min_std: float = 1e-6):
+    def __init__(self, n_features: int, min_std: float = 1e-9, rel_floor: float = 1e-3):
         super().__init__()
         if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"FeatureScaler: n_features must be a positive integer, got {n_features!r}")
         self.n_features = n_features
         self.min_std = float(min_std)
+        self.rel_floor = float(rel_floor)
+        self.constant = torch.zeros(n_features, dtype=torch.bool)
         self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("std", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
@@ -80,12 +85,21 @@ class FeatureScaler(nn.Module):
             raise ValueError("FeatureScaler: no values were seen; cannot fit mean and std")
         var = self._m2 / self.count.cpu().clamp_min(1.0)
         std = var.sqrt()
-        std = torch.where(
-            std > self.min_std * torch.clamp(self._fitting_mean.abs(), min=1.0), std, torch.ones_like(std)
-        )
+        scale = self._fitting_mean.abs()
+        self.constant = std <= self.min_std * torch.clamp(scale, min=1.0)
+        floor = torch.zeros_like(std)
+        if bool((~self.constant).any()):
+            # Relative to the typical spread of the features (not to their means: a label with a large offset,
+            # e.g. a total energy, is not near-constant).
+            floor = floor + self.rel_floor * std[~self.constant].median()
+        std = torch.where(self.constant, torch.ones_like(std), torch.maximum(std, floor))
         self.mean.copy_(self._fitting_mean.to(self.mean.device))
         self.std.copy_(std.to(self.std.device))
         return self
+
+    def constant_features(self) -> list[int]:
+        """Indices of the features that had no spread on the fitting data (centred only)."""
+        return torch.nonzero(self.constant).flatten().tolist()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
@@ -97,6 +111,8 @@ class FeatureScaler(nn.Module):
         return {
             "n_features": self.n_features,
             "min_std": self.min_std,
+            "rel_floor": self.rel_floor,
+            "constant": self.constant.clone(),
             "mean": self.mean.cpu().clone(),
             "std": self.std.cpu().clone(),
             "count": self.count.cpu().clone(),
@@ -104,7 +120,9 @@ class FeatureScaler(nn.Module):
 
     @classmethod
     def from_state(cls, state: dict) -> FeatureScaler:
-        scaler = cls(int(state["n_features"]), float(state.get("min_std", 1e-6)))
+        scaler = cls(int(state["n_features"]), float(state.get("min_std", 1e-6)), float(state.get("rel_floor", 0.0)))
+        if "constant" in state:
+            scaler.constant = state["constant"].clone().bool()
         scaler.mean.copy_(state["mean"])
         scaler.std.copy_(state["std"])
         scaler.count.copy_(state["count"])
