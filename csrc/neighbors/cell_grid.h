@@ -14,11 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FPCORE_HD __host__ __device__ __forceinline__
-#else
-#define FPCORE_HD inline
-#endif
+#include "common/host_device.h"
 
 namespace fpcore {
 namespace grid {
@@ -237,6 +233,36 @@ FPCORE_HD void scale_interval(double c, double lo, double hi, double& out_lo, do
 FPCORE_HD int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+// Expected number of pairs of a structure of n atoms spread uniformly over its box (the periodic
+// cell times the atoms' extent in open directions), for the memory guard before any pair is
+// stored. Per atom: n / V_box times the volume of the cutoff sphere inside the box, bounded by the
+// sphere and by the "cylinder" ball_k(r) x (open extents), k = number of periodic directions.
+FPCORE_HD double expected_pairs(const Grid& g, int64_t n, double cutoff) {
+  constexpr double kPi = 3.14159265358979323846;
+  const double m00 = g.basis[0][0], m01 = g.basis[0][1], m02 = g.basis[0][2];
+  const double m10 = g.basis[1][0], m11 = g.basis[1][1], m12 = g.basis[1][2];
+  const double m20 = g.basis[2][0], m21 = g.basis[2][1], m22 = g.basis[2][2];
+  // The completion rows of the basis are orthonormal and orthogonal to the periodic ones, so |det M|
+  // is the measure of the periodic cell (volume, area or length; 1 with no periodic direction).
+  const double periodic_measure =
+      fabs(m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20));
+  int k = 0;
+  double open_extent = 1.0;
+  for (int d = 0; d < 3; ++d) {
+    if (g.periodic[d]) {
+      ++k;
+    } else {
+      open_extent *= g.extent[d];
+    }
+  }
+  const double r = cutoff;
+  const double ball_k = k == 3 ? 4.0 / 3.0 * kPi * r * r * r : (k == 2 ? kPi * r * r : (k == 1 ? 2.0 * r : 1.0));
+  const double sphere = 4.0 / 3.0 * kPi * r * r * r;
+  const double inside = fmin(sphere, ball_k * open_extent);
+  const double nd = static_cast<double>(n);
+  return nd * nd * inside / (periodic_measure * open_extent);
 }
 
 }  // namespace grid

@@ -1,10 +1,12 @@
-"""Conversion of ase.Atoms (one or a list) into the batched tensors every fpcore operator takes."""
+"""Conversion of structures (ase.Atoms or pymatgen Structure/Molecule, one or a list, mixed) into
+the batched tensors every fpcore operator takes."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -14,7 +16,12 @@ try:  # ase is a dependency, but the tensor-level API works without it
 except ImportError:  # pragma: no cover
     ase = None
 
-Structures = Union["ase.Atoms", Sequence["ase.Atoms"]]
+if TYPE_CHECKING:  # pragma: no cover
+    import pymatgen.core
+
+# pymatgen is optional (pip install "fpcore[pymatgen]"): never imported at run time. A user who holds a
+# pymatgen object has already imported it, so its classes are looked up in sys.modules.
+Structures = Union["ase.Atoms", "pymatgen.core.Structure", Sequence[Union["ase.Atoms", "pymatgen.core.Structure"]]]
 
 
 @dataclass
@@ -38,40 +45,98 @@ class Batch:
         return self.cells.shape[0]
 
 
-def as_atoms_list(structures: Structures) -> list:
-    if ase is not None and isinstance(structures, ase.Atoms):
+def _pymatgen_kind(item) -> str | None:
+    """'structure' or 'molecule' for pymatgen objects (mutable or immutable), else None."""
+    module = sys.modules.get("pymatgen.core.structure")
+    if module is None:
+        return None
+    if isinstance(item, module.IStructure):
+        return "structure"
+    if isinstance(item, module.IMolecule):
+        return "molecule"
+    return None
+
+
+def _is_single(structures) -> bool:
+    return (ase is not None and isinstance(structures, ase.Atoms)) or _pymatgen_kind(structures) is not None
+
+
+def as_structure_list(structures: Structures) -> list:
+    """One structure or a list/tuple of them, as a list (ase.Atoms and pymatgen objects may be mixed)."""
+    if _is_single(structures):
         return [structures]
     if isinstance(structures, (list, tuple)):
-        for index, item in enumerate(structures):
-            if ase is None or not isinstance(item, ase.Atoms):
-                raise TypeError(f"fpcore: structure {index} is a {type(item).__name__}, expected ase.Atoms")
         return list(structures)
-    raise TypeError(f"fpcore: expected an ase.Atoms or a list of them, got {type(structures).__name__}")
+    raise TypeError(
+        f"fpcore: expected an ase.Atoms, a pymatgen Structure/Molecule or a list of them, got {type(structures).__name__}"
+    )
+
+
+_NO_CELL = np.zeros((3, 3))
+_NO_PBC = np.zeros(3, dtype=bool)
+
+
+def _arrays(index: int, item):
+    """(positions (n, 3), numbers (n,), cell (3, 3), pbc (3,)) of one structure, without copies where possible."""
+    if ase is not None and isinstance(item, ase.Atoms):
+        return item.arrays["positions"], item.arrays["numbers"], item.cell.array, item.pbc
+    kind = _pymatgen_kind(item)
+    if kind is None:
+        raise TypeError(
+            f"fpcore: structure {index} is a {type(item).__name__}, expected ase.Atoms or a pymatgen Structure/Molecule"
+        )
+    if not item.is_ordered:
+        raise ValueError(
+            f"fpcore: structure {index} is a disordered pymatgen {type(item).__name__} (partial occupancies); "
+            "fpcore needs one element per site"
+        )
+    numbers = np.asarray(item.atomic_numbers, dtype=np.int64)
+    if kind == "molecule":
+        return item.cart_coords, numbers, _NO_CELL, _NO_PBC
+    return item.cart_coords, numbers, item.lattice.matrix, np.asarray(item.lattice.pbc, dtype=bool)
 
 
 def batch_from_atoms(
     structures: Structures, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
 ) -> Batch:
-    """Concatenates the atoms of every structure, in order, into one Batch."""
-    atoms_list = as_atoms_list(structures)
-    counts = [len(a) for a in atoms_list]
-    positions = np.concatenate([a.positions for a in atoms_list]) if atoms_list else np.zeros((0, 3))
-    numbers = np.concatenate([a.numbers for a in atoms_list]) if atoms_list else np.zeros(0, dtype=np.int64)
-    cells = (
-        np.stack([np.asarray(a.cell[:], dtype=np.float64) for a in atoms_list]) if atoms_list else np.zeros((0, 3, 3))
-    )
-    pbc = np.stack([np.asarray(a.pbc, dtype=bool) for a in atoms_list]) if atoms_list else np.zeros((0, 3), dtype=bool)
-    ptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum(counts)
-    batch = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    """Concatenates the atoms of every structure, in order, into one Batch.
+
+    One Python step per structure (attribute look-ups), none per atom: the arrays are joined by one
+    np.concatenate each and reach torch without further copies on the CPU.
+    """
+    items = as_structure_list(structures)
+    if not items:
+        return Batch(
+            positions=torch.zeros((0, 3), dtype=dtype, device=device),
+            numbers=torch.zeros(0, dtype=torch.long, device=device),
+            cells=torch.zeros((0, 3, 3), dtype=dtype, device=device),
+            pbc=torch.zeros((0, 3), dtype=torch.bool, device=device),
+            batch=torch.zeros(0, dtype=torch.long, device=device),
+            ptr=torch.zeros(1, dtype=torch.long, device=device),
+        )
+    positions, numbers, cells, pbc = zip(*(_arrays(index, item) for index, item in enumerate(items)))
+    counts = np.fromiter((len(n) for n in numbers), dtype=np.int64, count=len(items))
+    ptr = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    positions = np.concatenate(positions).reshape(-1, 3)
+    numbers = np.concatenate(numbers).astype(np.int64, copy=False)
     return Batch(
-        positions=torch.as_tensor(positions.reshape(-1, 3), dtype=dtype, device=device),
-        numbers=torch.as_tensor(numbers.astype(np.int64), device=device),
-        cells=torch.as_tensor(cells.reshape(-1, 3, 3), dtype=dtype, device=device),
-        pbc=torch.as_tensor(pbc.reshape(-1, 3), device=device),
-        batch=torch.as_tensor(batch, device=device),
+        positions=torch.as_tensor(positions, dtype=dtype, device=device),
+        numbers=torch.as_tensor(numbers, device=device),
+        cells=torch.as_tensor(np.stack(cells), dtype=dtype, device=device),
+        pbc=torch.as_tensor(np.stack(pbc).astype(bool, copy=False), device=device),
+        batch=torch.as_tensor(np.repeat(np.arange(len(items), dtype=np.int64), counts), device=device),
         ptr=torch.as_tensor(ptr, device=device),
     )
+
+
+def values_available(t: torch.Tensor) -> bool:
+    """False for tensors without data (meta, fake) and while torch.compile traces: value checks are skipped then."""
+    if torch.compiler.is_compiling() or t.device.type == "meta":
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(t)
 
 
 def normalize_batch_tensors(positions, cell, pbc, batch):
@@ -117,7 +182,7 @@ def normalize_batch_tensors(positions, cell, pbc, batch):
                 f"fpcore: batch must be an integer tensor of shape ({n_atoms},), got {batch.dtype} {tuple(batch.shape)}"
             )
         batch = batch.long()
-        if n_atoms > 0:
+        if n_atoms > 0 and values_available(batch):
             if bool((batch[1:] < batch[:-1]).any()):
                 raise ValueError("fpcore: batch must be non-decreasing (atoms of one structure contiguous)")
             if int(batch[0]) < 0 or int(batch[-1]) >= n_structures:
@@ -125,6 +190,6 @@ def normalize_batch_tensors(positions, cell, pbc, batch):
                     f"fpcore: batch values must lie in [0, {n_structures}) (one per cell), got "
                     f"[{int(batch[0])}, {int(batch[-1])}]"
                 )
-    ptr = torch.zeros(n_structures + 1, dtype=torch.long, device=device)
-    ptr[1:] = torch.cumsum(torch.bincount(batch, minlength=n_structures), 0)
+    # searchsorted (batch is sorted) rather than bincount: no value-dependent output size, so it traces.
+    ptr = torch.searchsorted(batch, torch.arange(n_structures + 1, dtype=torch.long, device=device))
     return positions, cell, pbc.contiguous(), batch, ptr

@@ -77,7 +77,7 @@ def gmp_reference(
         return (math.log(t) - c1) / c2
 
     r_glob = math.sqrt(max(radius2(n, s, b, be) for n, s in feats for z in zs for b, be in density[z]))
-    i, j, shifts = torch.ops.fpcore.neighbor_list(
+    i, j, shifts, _, _ = torch.ops.fpcore.neighbor_list(
         pos.detach(), cell.detach().reshape(1, 3, 3), pbc.reshape(1, 3), torch.tensor([0, pos.shape[0]]), r_glob
     )
     n_atoms = pos.shape[0]

@@ -1,5 +1,5 @@
 // CPU kernel of fpcore::neighbor_list: a cell-list search, linear in the number of atoms and
-// pairs, parallel over structures (set-up) and over chunks of atoms (search).
+// pairs, parallel over structures (set-up) and over chunks of atoms (count, then fill).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <ATen/ATen.h>
@@ -10,7 +10,9 @@
 
 #include "common/checks.h"
 #include "neighbors/cell_grid.h"
+#include "geometry/pair_geometry_math.h"
 #include "neighbors/neighbor_list_checks.h"
+#include "neighbors/pair_memory.h"
 
 namespace fpcore {
 namespace {
@@ -21,7 +23,6 @@ using grid::Grid;
 // large systems in benchmarks/bench_neighbors.py (more bin overhead, worse locality).
 constexpr double kBinsPerCutoff = 1.0;
 constexpr int64_t kMinAtomsForThreads = 2048;
-constexpr int64_t kSampleAtoms = 64;
 
 // Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
 struct BatchGrid {
@@ -159,19 +160,37 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
   }
 }
 
-struct Pair {
-  int64_t i, j, shift[3];
+// Where the fill pass writes: the output rows of one atom, from its offset on. `pos` and `cell`
+// are the caller's positions and cells (in their dtype), for the vectors and distances, which are
+// computed exactly as fpcore::pair_geometry computes them (geometry/pair_geometry_math.h).
+template <typename scalar_t>
+struct PairWriter {
+  int64_t* i;
+  int64_t* j;
+  int64_t* shift;
+  scalar_t* vectors;  // null when the geometry is not requested
+  scalar_t* distances;
+  const scalar_t* pos;
+  const scalar_t* cell;
 };
 
-// Appends every neighbor of atom `a` to `buffer`. Bins (and periodic images) whose box is provably
-// farther than the cutoff from the atom are skipped, using the triangular frame of the grid: the
-// bound grows one loop level at a time, so whole rows and planes of bins are skipped at once.
-void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq, std::vector<Pair>& buffer) {
-  const Grid& g = bg.grids[bg.structure_of[a]];
+// Visits every neighbor of atom `a` and returns how many it has; with kFill it also writes them
+// from row `write` on. Count and fill run the same loop (count-then-fill), so the outputs are
+// allocated once at their exact size: no growing buffers, no copies, memory linear in the pairs.
+// Bins (and periodic images) whose box is provably farther than the cutoff from the atom are
+// skipped, using the triangular frame of the grid: the bound grows one loop level at a time, so
+// whole rows and planes of bins are skipped at once.
+template <bool kFill, typename scalar_t>
+int64_t search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq,
+                    const PairWriter<scalar_t>& out, int64_t write) {
+  const int64_t structure = bg.structure_of[a];
+  const Grid& g = bg.grids[structure];
   const int64_t* home = &bg.atom_bin[3 * a];
   const double* ri = &bg.wrapped[3 * a];
   const double* fi = &bg.frac[3 * a];
   const int64_t* ni = &bg.wrap_shift[3 * a];
+  const int64_t first = write;
+  int64_t found = 0;
   int64_t lo[3], hi[3];
   for (int k = 0; k < 3; ++k) {
     if (g.periodic[k]) {
@@ -230,18 +249,75 @@ void search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cuto
           if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
             const int64_t b = bg.sorted_atom[q];
             if (zero_shift && b == a) continue;
-            const int64_t* nj = &bg.sorted_shift[3 * q];
-            buffer.push_back({a, b, {s0 + ni[0] - nj[0], s1 + ni[1] - nj[1], s2 + ni[2] - nj[2]}});
+            if constexpr (kFill) {
+              const int64_t* nj = &bg.sorted_shift[3 * q];
+              out.i[write] = a;
+              out.j[write] = b;
+              int64_t* shift = out.shift + 3 * write;
+              shift[0] = s0 + ni[0] - nj[0];
+              shift[1] = s1 + ni[1] - nj[1];
+              shift[2] = s2 + ni[2] - nj[2];
+              ++write;
+            } else {
+              ++found;
+            }
           }
         }
       }
     }
   }
+  if constexpr (kFill) {
+    if (out.vectors != nullptr) {
+      // From the caller's positions and shifts, in their dtype, once the atom's rows are written
+      // (a second, cache-hot pass over them).
+      const scalar_t* cell_s = out.cell + 9 * structure;
+      for (int64_t p = first; p < write; ++p) {
+        scalar_t* v = out.vectors + 3 * p;
+        geometry::pair_vector(out.pos + 3 * a, out.pos + 3 * out.j[p], cell_s, out.shift + 3 * p, v);
+        out.distances[p] = geometry::pair_distance(v);
+      }
+    }
+    return write - first;
+  } else {
+    return found;
+  }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tensor& positions_in,
-                                                                 const at::Tensor& cells_in, const at::Tensor& pbc_in,
-                                                                 const at::Tensor& ptr_in, double cutoff) {
+// Splits atoms into fixed chunks of consecutive atoms, so the output is grouped by ascending i
+// whatever the number of threads.
+int64_t chunk_count(int64_t n_atoms) {
+  return n_atoms < kMinAtomsForThreads ? 1
+                                       : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
+}
+
+// Memory guard before the count pass, which stores nothing per pair and is followed by the exact
+// check: it only spares the user a long count when the expected pair count of the structures is
+// far beyond the limit. The expectation assumes uniform density and can overshoot hollow or
+// clustered structures (about 2x on C60), hence the margin.
+constexpr double kExpectedPairsMargin = 4.0;
+
+void check_expected_pair_memory(const BatchGrid& bg, const at::Tensor& ptr, double cutoff, double bytes_each,
+                                double limit_bytes) {
+  const int64_t* offsets = ptr.data_ptr<int64_t>();
+  double total = 0.0, largest = -1.0;
+  int64_t largest_structure = 0;
+  for (int64_t s = 0; s + 1 < ptr.size(0); ++s) {
+    const int64_t n = offsets[s + 1] - offsets[s];
+    if (n == 0) continue;
+    const double expected = grid::expected_pairs(bg.grids[s], n, cutoff);
+    total += expected;
+    if (expected > largest) largest = expected, largest_structure = s;
+  }
+  if (total * bytes_each <= kExpectedPairsMargin * limit_bytes) return;
+  check_pair_memory(total, bytes_each, limit_bytes, largest_structure,
+                    offsets[largest_structure + 1] - offsets[largest_structure], cutoff, "about");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tensor& positions_in,
+                                                                                         const at::Tensor& cells_in,
+                                                                                         const at::Tensor& pbc_in,
+                                                                                         const at::Tensor& ptr_in,
+                                                                                         double cutoff, bool geometry) {
   check_neighbor_list_inputs(positions_in, cells_in, pbc_in, ptr_in, cutoff);
   const auto positions = positions_in.contiguous();
   const auto cells = cells_in.contiguous();
@@ -254,58 +330,69 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cpu(const at::Tenso
 
   auto long_opts = positions.options().dtype(at::kLong);
   const int64_t n_atoms = positions.size(0);
-  if (n_atoms == 0 || cutoff <= 0.0) {
-    return {at::empty({0}, long_opts), at::empty({0}, long_opts), at::empty({0, 3}, long_opts)};
-  }
+  auto empty_result = [&] {
+    return std::make_tuple(at::empty({0}, long_opts), at::empty({0}, long_opts), at::empty({0, 3}, long_opts),
+                           at::empty({0, 3}, positions.options()), at::empty({0}, positions.options()));
+  };
+  if (n_atoms == 0 || cutoff <= 0.0) return empty_result();
 
   BatchGrid bg;
   AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu",
                              [&] { build_grids<scalar_t>(positions, cells, pbc, ptr, cutoff, bg); });
+  const double bytes_each = bytes_per_pair(geometry, positions.scalar_type());
+  const double limit_bytes = pair_memory_limit_bytes(physical_memory_bytes());
+  check_expected_pair_memory(bg, ptr, cutoff, bytes_each, limit_bytes);
   const auto cells_double = cells.to(at::kDouble).contiguous();
   const double* cell_data = cells_double.data_ptr<double>();
-
-  // Fixed chunks of consecutive atoms, so the concatenated output is grouped by ascending i
-  // whatever the number of threads.
-  const int64_t n_chunks =
-      n_atoms < kMinAtomsForThreads ? 1 : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
-  std::vector<std::vector<Pair>> buffers(n_chunks);
   const double cutoff_sq = cutoff * cutoff;
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      const int64_t first = chunk * n_atoms / n_chunks, last = (chunk + 1) * n_atoms / n_chunks;
-      std::vector<Pair>& buffer = buffers[chunk];
-      for (int64_t a = first; a < last; ++a) {
-        search_atom(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, buffer);
-        if (a == first + kSampleAtoms) {
-          // Reserve from the pairs per atom seen so far: avoids most regrowth copies of large buffers.
-          const double per_atom = static_cast<double>(buffer.size()) / static_cast<double>(kSampleAtoms + 1);
-          buffer.reserve(static_cast<size_t>(1.1 * per_atom * static_cast<double>(last - first)) + 16);
+  const int64_t n_chunks = chunk_count(n_atoms);
+
+  // Count pass: pairs of every atom, then their exclusive prefix sum (the rows of each atom).
+  std::vector<int64_t> offset(n_atoms + 1, 0);
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu_count", [&] {
+    const PairWriter<scalar_t> none{};
+    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        for (int64_t a = chunk * n_atoms / n_chunks; a < (chunk + 1) * n_atoms / n_chunks; ++a) {
+          offset[a + 1] = search_atom<false, scalar_t>(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, none, 0);
         }
       }
-    }
+    });
   });
+  for (int64_t a = 0; a < n_atoms; ++a) offset[a + 1] += offset[a];
+  const int64_t n_pairs = offset[n_atoms];
+  if (static_cast<double>(n_pairs) * bytes_each > limit_bytes) {
+    // The expectation assumed uniform density; the exact count decides. Name the atom-heaviest structure.
+    const int64_t* p = ptr.data_ptr<int64_t>();
+    int64_t largest = 0;
+    for (int64_t s = 0; s + 1 < ptr.size(0); ++s)
+      if (offset[p[s + 1]] - offset[p[s]] > offset[p[largest + 1]] - offset[p[largest]]) largest = s;
+    check_pair_memory(static_cast<double>(n_pairs), bytes_each, limit_bytes, largest, p[largest + 1] - p[largest],
+                      cutoff, "exactly");
+  }
 
-  std::vector<int64_t> chunk_start(n_chunks + 1, 0);
-  for (int64_t c = 0; c < n_chunks; ++c) chunk_start[c + 1] = chunk_start[c] + buffers[c].size();
-  const int64_t n_pairs = chunk_start[n_chunks];
   auto i = at::empty({n_pairs}, long_opts);
   auto j = at::empty({n_pairs}, long_opts);
   auto shifts = at::empty({n_pairs, 3}, long_opts);
-  int64_t* i_out = i.data_ptr<int64_t>();
-  int64_t* j_out = j.data_ptr<int64_t>();
-  int64_t* s_out = shifts.data_ptr<int64_t>();
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t p = chunk_start[c];
-      for (const Pair& pair : buffers[c]) {
-        i_out[p] = pair.i;
-        j_out[p] = pair.j;
-        s_out[3 * p] = pair.shift[0], s_out[3 * p + 1] = pair.shift[1], s_out[3 * p + 2] = pair.shift[2];
-        ++p;
+  auto vectors = at::empty({geometry ? n_pairs : 0, 3}, positions.options());
+  auto distances = at::empty({geometry ? n_pairs : 0}, positions.options());
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu_fill", [&] {
+    const PairWriter<scalar_t> out{i.data_ptr<int64_t>(),
+                                   j.data_ptr<int64_t>(),
+                                   shifts.data_ptr<int64_t>(),
+                                   geometry ? vectors.data_ptr<scalar_t>() : nullptr,
+                                   geometry ? distances.data_ptr<scalar_t>() : nullptr,
+                                   positions.data_ptr<scalar_t>(),
+                                   cells.data_ptr<scalar_t>()};
+    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        for (int64_t a = chunk * n_atoms / n_chunks; a < (chunk + 1) * n_atoms / n_chunks; ++a) {
+          search_atom<true, scalar_t>(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, out, offset[a]);
+        }
       }
-    }
+    });
   });
-  return {i, j, shifts};
+  return {i, j, shifts, vectors, distances};
 }
 
 }  // namespace

@@ -23,11 +23,15 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 
 #include "common/checks.h"
 #include "neighbors/cell_grid.h"
+#include "geometry/pair_geometry_launch.h"
 #include "neighbors/neighbor_list_checks.h"
+#include "neighbors/pair_memory.h"
 
 namespace fpcore {
 namespace {
@@ -292,9 +296,28 @@ void throw_input_error(int32_t flags, const at::Tensor& status, double cutoff) {
   TORCH_CHECK(false, "fpcore.neighbor_list: invalid input (status flags ", flags, ")");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tensor& positions_in,
-                                                                  const at::Tensor& cells_in, const at::Tensor& pbc_in,
-                                                                  const at::Tensor& ptr_in, double cutoff) {
+// Memory guard once the exact pair count is known (error path: copies the counts to name the
+// structure with the most pairs).
+void check_counted_pair_memory(int64_t n_pairs, double bytes_each, const at::Tensor& end_offset, const at::Tensor& ptr,
+                               double cutoff) {
+  size_t free_bytes = 0, total_bytes = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const double limit = pair_memory_limit_bytes(static_cast<double>(total_bytes));
+  if (static_cast<double>(n_pairs) * bytes_each <= limit) return;
+  const auto ends = at::cat({at::zeros({1}, end_offset.options()), end_offset}).cpu();
+  const auto p = ptr.cpu();
+  const int64_t* e = ends.data_ptr<int64_t>();
+  const int64_t* o = p.data_ptr<int64_t>();
+  int64_t largest = 0;
+  for (int64_t s = 0; s + 1 < p.size(0); ++s)
+    if (e[o[s + 1]] - e[o[s]] > e[o[largest + 1]] - e[o[largest]]) largest = s;
+  check_pair_memory(static_cast<double>(n_pairs), bytes_each, limit, largest, o[largest + 1] - o[largest], cutoff,
+                    "exactly");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(
+    const at::Tensor& positions_in, const at::Tensor& cells_in, const at::Tensor& pbc_in, const at::Tensor& ptr_in,
+    double cutoff, bool geometry) {
   check_neighbor_list_inputs(positions_in, cells_in, pbc_in, ptr_in, cutoff);
   const c10::cuda::OptionalCUDAGuard guard(positions_in.device());
   const auto positions = positions_in.contiguous();
@@ -310,7 +333,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tens
     check_ptr_values(ptr.cpu(), n_atoms);
     TORCH_CHECK(at::isfinite(positions).all().item<bool>() && at::isfinite(cells).all().item<bool>(),
                 "fpcore.neighbor_list: positions or cells contain NaN or infinite values");
-    return {at::empty({0}, long_opts), at::empty({0}, long_opts), at::empty({0, 3}, long_opts)};
+    return {at::empty({0}, long_opts), at::empty({0}, long_opts), at::empty({0, 3}, long_opts),
+            at::empty({0, 3}, positions.options()), at::empty({0}, positions.options())};
   }
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -370,6 +394,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tens
   const int64_t n_pairs = summary.data_ptr<int64_t>()[0];
   const int32_t flag_bits = static_cast<int32_t>(summary.data_ptr<int64_t>()[1]);
   if (flag_bits != 0) throw_input_error(flag_bits, status, cutoff);
+  check_counted_pair_memory(n_pairs, bytes_per_pair(geometry, positions.scalar_type()), end_offset, ptr, cutoff);
 
   auto i = at::empty({n_pairs}, long_opts);
   auto j = at::empty({n_pairs}, long_opts);
@@ -383,7 +408,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> neighbor_list_cuda(const at::Tens
         offset.data_ptr<int64_t>(), i.data_ptr<int64_t>(), j.data_ptr<int64_t>(), shifts.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  return {i, j, shifts};
+  auto vectors = at::empty({geometry ? n_pairs : 0, 3}, positions.options());
+  auto distances = at::empty({geometry ? n_pairs : 0}, positions.options());
+  if (geometry) pair_geometry_cuda_into(positions, cells, structure_of, i, j, shifts, vectors, distances);
+  return {i, j, shifts, vectors, distances};
 }
 
 }  // namespace

@@ -4,7 +4,8 @@ A descriptor is a torch.nn.Module. Calling it on an ase.Atoms (or a list) return
 (n_atoms, n_features) tensor, rows concatenated in order; `compute(positions, numbers, cell, pbc,
 batch)` does the same for tensors on any device. Descriptor operators are functions of the
 neighbor-pair vectors, so gradients with respect to positions and cell flow through
-`fpcore.neighbors.pair_vectors` by ordinary autograd (periodic images of an atom included).
+`fpcore.neighbors.pair_geometry` (fused operator with an analytic backward, periodic images of an
+atom included).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .._structures import batch_from_atoms, normalize_batch_tensors
-from ..neighbors import Neighbors
-from ..neighbors import compute as compute_neighbors
+from .._structures import batch_from_atoms, normalize_batch_tensors, values_available
+from ..neighbors import Neighbors, neighbors_of_batch
 
 MAX_ATOMIC_NUMBER = 118
 
@@ -79,7 +79,9 @@ class Descriptor(torch.nn.Module):
                 raise TypeError(f"{type(self).__name__}: tensor input needs positions, numbers, cell and pbc")
             return self.compute(structures, numbers, cell, pbc, batch)
         data = batch_from_atoms(structures, dtype=self.dtype, device=self.device)
-        return self.compute(data.positions, data.numbers, data.cells, data.pbc, data.batch)
+        # The conversion produced canonical tensors: only the atomic numbers still need checking.
+        numbers = self._check_numbers(data.numbers, data.positions)
+        return self._compute_batch(data.positions, numbers, data.cells, data.pbc, data.batch, data.ptr)
 
     def compute(self, positions, numbers, cell, pbc, batch=None) -> torch.Tensor:
         """Features (N, n_features) in the dtype of `positions`, differentiable in positions and cell.
@@ -87,9 +89,11 @@ class Descriptor(torch.nn.Module):
         positions (N, 3) Angstrom; numbers (N,) atomic numbers; cell (B, 3, 3) rows or (3, 3);
         pbc (B, 3) / (3,) bool; batch (N,) non-decreasing structure index, None for one structure.
         """
-        positions, cells, pbc, batch, _ = normalize_batch_tensors(positions, cell, pbc, batch)
-        numbers = self._check_numbers(numbers, positions)
-        neighbors = compute_neighbors(positions, cells, pbc, batch, self.neighbor_cutoff(numbers))
+        positions, cells, pbc, batch, ptr = normalize_batch_tensors(positions, cell, pbc, batch)
+        return self._compute_batch(positions, self._check_numbers(numbers, positions), cells, pbc, batch, ptr)
+
+    def _compute_batch(self, positions, numbers, cells, pbc, batch, ptr) -> torch.Tensor:
+        neighbors = neighbors_of_batch(positions, cells, pbc, batch, ptr, self.neighbor_cutoff(numbers))
         row_ptr = pair_row_ptr(neighbors.i, positions.shape[0])
         return self._features(positions, numbers, cells, batch, neighbors, row_ptr)
 
@@ -105,7 +109,11 @@ class Descriptor(torch.nn.Module):
                 f"got {numbers.dtype} {tuple(numbers.shape)}"
             )
         numbers = numbers.long()
-        if numbers.numel() and (int(numbers.min()) < 1 or int(numbers.max()) > MAX_ATOMIC_NUMBER):
+        if (
+            numbers.numel()
+            and values_available(numbers)
+            and (int(numbers.min()) < 1 or int(numbers.max()) > MAX_ATOMIC_NUMBER)
+        ):
             raise ValueError(
                 f"{type(self).__name__}: atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got "
                 f"{int(numbers.min())}..{int(numbers.max())}"
@@ -121,10 +129,12 @@ class Descriptor(torch.nn.Module):
 
 
 def pair_row_ptr(i: torch.Tensor, n_atoms: int) -> torch.Tensor:
-    """CSR pointer (n_atoms + 1,) of a pair list grouped by ascending centre index i."""
-    row_ptr = torch.zeros(n_atoms + 1, dtype=torch.long, device=i.device)
-    row_ptr[1:] = torch.cumsum(torch.bincount(i, minlength=n_atoms), 0)
-    return row_ptr
+    """CSR pointer (n_atoms + 1,) of a pair list grouped by ascending centre index i.
+
+    searchsorted rather than bincount: its output size does not depend on the values, so the
+    descriptors trace under torch.compile / FakeTensorMode.
+    """
+    return torch.searchsorted(i, torch.arange(n_atoms + 1, dtype=i.dtype, device=i.device))
 
 
 def as_float_list(values, name: str, owner: str) -> list[float]:

@@ -1,6 +1,6 @@
-"""Periodic neighbor lists (fpcore::neighbor_list)."""
+"""Periodic neighbor lists (fpcore::neighbor_list) and pair geometry (fpcore::pair_geometry)."""
 
 from . import ops  # noqa: F401  (registers the fake kernel)
-from .api import Neighbors, compute, neighbor_list, pair_vectors
+from .api import Neighbors, compute, neighbor_list, neighbors_of_batch, pair_geometry
 
-__all__ = ["Neighbors", "compute", "neighbor_list", "pair_vectors"]
+__all__ = ["Neighbors", "compute", "neighbor_list", "neighbors_of_batch", "pair_geometry"]

@@ -27,15 +27,19 @@ class Neighbors(NamedTuple):
     distances: torch.Tensor
 
 
-def pair_vectors(positions, cells, batch, i, j, shifts):
-    """r_ij = positions[j] - positions[i] + shifts @ cells[batch[i]], differentiable in positions and cells."""
-    # index_select is several times faster than advanced indexing here (forward and backward).
-    vectors = positions.index_select(0, j) - positions.index_select(0, i)
-    shifts = shifts.to(positions.dtype)
-    if cells.shape[0] == 1:  # one structure: a plain matmul instead of a per-pair (P, 3, 3) gather
-        return torch.addmm(vectors, shifts, cells[0])
-    cell_of_pair = cells.index_select(0, batch.index_select(0, i))
-    return vectors + torch.bmm(shifts.unsqueeze(1), cell_of_pair).squeeze(1)
+def pair_geometry(positions, cells, batch, i, j, shifts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors and distances of given pairs, in one pass (fpcore::pair_geometry).
+
+    vectors = positions[j] - positions[i] + shifts @ cells[batch[i]] (P, 3) and distances = |vectors| (P,),
+    in the dtype of the positions, differentiable with respect to positions and cells to any order.
+
+    positions (N, 3); cells (B, 3, 3) or (3, 3); batch (N,) int64 structure of each atom (None: one
+    structure); i, j (P,) int64; shifts (P, 3) int64 integer cell translations.
+    """
+    cells = cells.unsqueeze(0) if cells.dim() == 2 else cells
+    if batch is None:
+        batch = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+    return torch.ops.fpcore.pair_geometry(positions, cells, batch, i, j, shifts)
 
 
 def compute(positions, cell, pbc, batch=None, cutoff: float = 5.0) -> Neighbors:
@@ -47,11 +51,30 @@ def compute(positions, cell, pbc, batch=None, cutoff: float = 5.0) -> Neighbors:
     pbc: (B, 3) bool periodicity per cell vector (or (3,) / a bool for all).
     batch: (N,) int64 non-decreasing structure index of each atom; None for a single structure.
     cutoff: pairs with distance strictly below it, in Angstrom.
+
+    Meta tensors are refused (the number of pairs depends on the values); under FakeTensorMode and
+    torch.compile the pair count is a dynamic size.
     """
     positions, cells, pbc, batch, ptr = normalize_batch_tensors(positions, cell, pbc, batch)
-    i, j, shifts = torch.ops.fpcore.neighbor_list(positions, cells, pbc, ptr, float(cutoff))
-    vectors = pair_vectors(positions, cells, batch, i, j, shifts)
-    return Neighbors(i, j, shifts, vectors, torch.linalg.vector_norm(vectors, dim=1))
+    return neighbors_of_batch(positions, cells, pbc, batch, ptr, cutoff)
+
+
+def neighbors_of_batch(positions, cells, pbc, batch, ptr, cutoff: float) -> Neighbors:
+    """`compute` on inputs already in canonical form (normalize_batch_tensors or batch_from_atoms)."""
+    if positions.device.type == "meta":
+        raise NotImplementedError(
+            "fpcore.neighbors.compute: meta tensors are not supported (the number of pairs depends on the "
+            "positions, which meta tensors do not have); use FakeTensorMode or torch.compile for shapes"
+        )
+    differentiable = torch.is_grad_enabled() and (positions.requires_grad or cells.requires_grad)
+    # Without gradients the search itself emits vectors and distances; with them, the separate
+    # differentiable operator recomputes them from the pairs (same formula, same values).
+    i, j, shifts, vectors, distances = torch.ops.fpcore.neighbor_list(
+        positions.detach(), cells.detach(), pbc, ptr, float(cutoff), not differentiable
+    )
+    if differentiable:
+        vectors, distances = torch.ops.fpcore.pair_geometry(positions, cells, batch, i, j, shifts)
+    return Neighbors(i, j, shifts, vectors, distances)
 
 
 def neighbor_list(
@@ -63,4 +86,4 @@ def neighbor_list(
     `ase.neighborlist.neighbor_list("ijS", atoms, cutoff)`.
     """
     data = batch_from_atoms(structures, dtype=dtype, device=device)
-    return compute(data.positions, data.cells, data.pbc, data.batch, cutoff)
+    return neighbors_of_batch(data.positions, data.cells, data.pbc, data.batch, data.ptr, cutoff)
