@@ -3,6 +3,12 @@
     python benchmarks/bench_descriptors.py            # full run (a few minutes on 2 cores)
     python benchmarks/bench_descriptors.py --quick    # smaller repeats and scaling sizes
     python benchmarks/bench_descriptors.py --device cuda
+    python benchmarks/bench_descriptors.py --baseline 8f6430f   # this tree vs a previous commit, same run
+
+With --baseline REF, the extension of REF is built once in build/baseline/<sha> (a detached git worktree,
+tools/dev_build.sh) and fpcore's public path (descriptor.compute on the cases below, forward and forward+backward,
+one thread) is timed for REF and for this tree in alternating subprocesses (--rounds, default 3), so both are measured
+on the same machine state; the table gives medians, ranges over rounds and the per-round speed-up range.
 
 Cases: 256-atom fcc Cu, a 128-atom skewed triclinic cell, a batch of 300 small crystals (2-20 atoms), and a
 scaling series up to 100k atoms (1M on CUDA). fpcore is timed forward and forward+backward (gradients with respect
@@ -14,6 +20,7 @@ single-threaded on the CPU. GMPFeaturizer cannot be installed here, so GMP is co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -44,6 +51,29 @@ WACSF_PARAMS = dict(
 EAD_PARAMS = dict(L=2, eta=[0.4, 1.2], rs=[0.0, 1.0, 2.0, 3.0])
 GMP_SIGMAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 GMP_SCALING_MAX_ATOMS = 20_000
+CLOCK = time.perf_counter  # --clock thread: time.thread_time
+
+
+@contextlib.contextmanager
+def tee_log(path: pathlib.Path):
+    """Copies everything printed to stdout into `path` (the run's log next to its JSON and PNG)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as log:
+
+        class Tee:
+            def write(self, text):
+                log.write(text)
+                return stdout.write(text)
+
+            def flush(self):
+                log.flush()
+                stdout.flush()
+
+        stdout, sys.stdout = sys.stdout, Tee()
+        try:
+            yield
+        finally:
+            sys.stdout = stdout
 
 
 def machine_name() -> str:
@@ -61,18 +91,18 @@ def machine_name() -> str:
 def timeit(fn, repeats: int, min_time: float = 0.2, max_time: float = 20.0, sync=lambda: None) -> float:
     """Median wall time of fn() over `repeats` runs after one warm-up (fewer if runs are slow)."""
     sync()
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
     sync()
-    first = time.perf_counter() - start
+    first = CLOCK() - start
     times = []
-    budget_start = time.perf_counter()
+    budget_start = CLOCK()
     while len(times) < repeats or (sum(times) < min_time and len(times) < 50 * repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
-        if time.perf_counter() - budget_start > max_time:
+        times.append(CLOCK() - start)
+        if CLOCK() - budget_start > max_time:
             break
     return statistics.median(times) if times else first
 
@@ -252,7 +282,188 @@ def peer_torchani(structures, repeats: int):
         return None, f"TorchANI failed: {type(error).__name__}: {error}"
 
 
+# --------------------------------------------------------------------------------------------- baseline
+def baseline_tree(ref: str) -> pathlib.Path:
+    """The source tree of `ref` with its extension built (build/baseline/<sha>, a detached git worktree)."""
+    import subprocess
+
+    root = HERE.parent
+    sha = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short=7", f"{ref}^{{commit}}"], capture_output=True, text=True
+    )
+    if sha.returncode != 0:
+        raise SystemExit(f"bench_descriptors: --baseline {ref}: not a commit ({sha.stderr.strip()})")
+    tree = root / "build" / "baseline" / sha.stdout.strip()
+    if not (tree / "python" / "fpcore").is_dir():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), sha.stdout.strip()], check=True
+        )
+    if not list((tree / "python" / "fpcore").glob("libfpcore_ops*.so")):
+        print(f"building the extension of {ref} in {tree} (once) ...", flush=True)
+        env = dict(os.environ, FPCORE_CUDA="off")
+        subprocess.run(["bash", "tools/dev_build.sh"], cwd=tree, env=env, check=True)
+    return tree
+
+
+def measure_public_path(descriptors, cases, repeats: int):
+    """fpcore's public path (descriptor.compute: neighbor list, pair geometry, operator, autograd) for every
+    descriptor and case, one thread: median forward and forward+backward seconds."""
+    import fpcore
+
+    torch.set_num_threads(1)
+    gmp_density = SHARED / "data" / "gmp" / "QE-kjpaw.gpsp"
+    gmp_density = str(gmp_density) if gmp_density.exists() else None
+    out = []
+    for name in descriptors:
+        descriptor = build_fpcore(name, gmp_density)
+        for case, structures in cases.items():
+            t_f, t_fb = fpcore_timers(descriptor, structures, "cpu", repeats)
+            out.append(
+                dict(
+                    descriptor=name,
+                    case=case,
+                    atoms=sum(len(a) for a in structures),
+                    forward_s=t_f,
+                    forward_backward_s=t_fb,
+                    fpcore_file=fpcore.__file__,
+                )
+            )
+    return out
+
+
+def compare_with_baseline(args) -> int:
+    """--baseline: this tree and REF timed in alternating subprocesses; JSON, PNG and log under --out."""
+    import subprocess
+
+    tree = baseline_tree(args.baseline)
+    sha = tree.name
+    trees = {"this tree": None, f"baseline {sha}": tree}
+    rounds: list[dict] = []
+    for round_index in range(args.rounds):
+        for label, source in trees.items():
+            env = dict(os.environ)
+            if source is not None:  # the baseline's python/ first on the path
+                env["PYTHONPATH"] = os.pathsep.join(
+                    [str(source / "python")] + env.get("PYTHONPATH", "").split(os.pathsep)
+                )
+            command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker"]
+            command += ["--descriptors", args.descriptors, "--repeats", str(args.repeats), "--clock", args.clock]
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stdout, done.stderr, file=sys.stderr)
+                raise SystemExit(f"bench_descriptors: the {label} worker failed")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            for r in result:
+                r.update(tree=label, round=round_index)
+                print(
+                    f"  round {round_index} {label:>17}: {r['descriptor']:5} {r['case']:12} "
+                    f"fwd {r['forward_s'] * 1e3:9.2f} ms  fwd+bwd {r['forward_backward_s'] * 1e3:9.2f} ms  "
+                    f"({r['fpcore_file']})",
+                    flush=True,
+                )
+            rounds += result
+    summary = baseline_summary(rounds, sha)
+    print("\n" + summary)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import fpcore
+
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_name(),
+        "torch": torch.__version__,
+        "fpcore": fpcore.__version__,
+        "baseline": sha,
+        "threads": 1,
+        "clock": args.clock,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "records": rounds,
+        "table": summary,
+    }
+    stem = f"descriptors_cpu_vs_{sha}"
+    json_path = args.out / f"{stem}.json"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, json_path)
+    plot_baseline(rounds, sha, args.out / f"{stem}.png", result["machine"], result["date"])
+    print(f"wrote {json_path} and {args.out / (stem + '.png')}")
+    return 0
+
+
+def _range(values) -> str:
+    return f"{statistics.median(values):.3g} [{min(values):.3g}-{max(values):.3g}]"
+
+
+def fb_ratio(by_round: dict, rounds) -> list[float]:
+    return [by_round[k]["forward_backward_s"] / by_round[k]["forward_s"] for k in rounds]
+
+
+def baseline_summary(records, sha: str) -> str:
+    """Markdown table: medians [min-max] over rounds, and the per-round ratios this tree / baseline."""
+    lines = [
+        f"| descriptor | case | atoms | fwd ms, {sha} | fwd ms, this tree | fwd speed-up | "
+        f"fwd+bwd/fwd, {sha} | fwd+bwd/fwd, this tree | fwd+bwd speed-up |",
+        "|" + "---|" * 9,
+    ]
+    keys = sorted({(r["descriptor"], r["case"]) for r in records})
+    for descriptor, case in keys:
+        rows = [r for r in records if r["descriptor"] == descriptor and r["case"] == case]
+        new = {r["round"]: r for r in rows if r["tree"] == "this tree"}
+        old = {r["round"]: r for r in rows if r["tree"] != "this tree"}
+        both = sorted(set(new) & set(old))
+        speed_f = [old[k]["forward_s"] / new[k]["forward_s"] for k in both]
+        speed_fb = [old[k]["forward_backward_s"] / new[k]["forward_backward_s"] for k in both]
+        lines.append(
+            f"| {descriptor} | {case} | {rows[0]['atoms']} | {_range([old[k]['forward_s'] * 1e3 for k in both])} | "
+            f"{_range([new[k]['forward_s'] * 1e3 for k in both])} | {_range(speed_f)}x | {_range(fb_ratio(old, both))} | "
+            f"{_range(fb_ratio(new, both))} | {_range(speed_fb)}x |"
+        )
+    return "\n".join(lines)
+
+
+def plot_baseline(records, sha: str, path: pathlib.Path, machine: str, stamp: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r["descriptor"], r["case"]) for r in records})
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(keys)), 4.5))
+    x = np.arange(len(keys))
+    for offset, (tree, column, hatch) in enumerate(
+        [
+            (f"baseline {sha}", "forward_s", ""),
+            ("this tree", "forward_s", ""),
+            (f"baseline {sha}", "forward_backward_s", "//"),
+            ("this tree", "forward_backward_s", "//"),
+        ]
+    ):
+        values = [
+            [r[column] * 1e3 for r in records if (r["descriptor"], r["case"]) == key and r["tree"] == tree]
+            for key in keys
+        ]
+        med = [statistics.median(v) for v in values]
+        err = [[m - min(v) for m, v in zip(med, values)], [max(v) - m for m, v in zip(med, values)]]
+        label = f"{'fwd' if column == 'forward_s' else 'fwd+bwd'}, {tree}"
+        ax.bar(x + (offset - 1.5) * 0.2, med, 0.2, yerr=err, hatch=hatch, label=label, color=f"C{offset % 2}")
+    ax.set_xticks(x, [f"{d}\n{c}" for d, c in keys], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (public path, 1 thread; median, range over rounds)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"fpcore descriptors: this tree vs {sha} — {machine} — {stamp}", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------------------------- main
+def benchmark_cases():
+    return {"cu256": [fcc_cu(4)], "triclinic128": [triclinic_128()], "batch300": small_crystals(300)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller scaling sizes")
@@ -260,7 +471,26 @@ def main(argv=None) -> int:
     parser.add_argument("--descriptors", default="wacsf,ead,gmp")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
+    parser.add_argument("--baseline", metavar="GIT_REF", help="compare this tree with a previous commit (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--baseline: alternating rounds per tree")
+    parser.add_argument("--repeats", type=int, default=5, help="--baseline: timed repeats per measurement")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="wall time, or the CPU time of the timing thread (all work at one thread: less noise on a shared machine)",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # --baseline's subprocesses
     args = parser.parse_args(argv)
+    if args.clock == "thread":
+        global CLOCK
+        CLOCK = time.thread_time
+    if args.worker:
+        print(json.dumps(measure_public_path(args.descriptors.split(","), benchmark_cases(), args.repeats)))
+        return 0
+    if args.baseline:
+        with tee_log(args.out / "descriptors_cpu_baseline.log"):
+            return compare_with_baseline(args)
 
     import fpcore
 
@@ -271,7 +501,7 @@ def main(argv=None) -> int:
     gmp_density = str(gmp_density) if gmp_density.exists() else None
     repeats = 3 if args.quick else 7
     all_threads = torch.get_num_threads()
-    cases = {"cu256": [fcc_cu(4)], "triclinic128": [triclinic_128()], "batch300": small_crystals(300)}
+    cases = benchmark_cases()
     if args.device == "cuda":
         scaling = [(r, fcc_cu(r)) for r in ((4, 7, 14, 30) if not args.quick else (4, 7, 14))]  # 256 .. 108k atoms
         scaling += [] if args.quick else [("1M", fcc_cu(63))]

@@ -60,9 +60,9 @@ struct Scratch {
   // A and its powers
   std::vector<T> ccos, cr2, cw, E, Av, base, pw;
   std::vector<int64_t> cq;
-  // backward, per compacted partner: f_c'(r_jk) (0 for G5 and padding), r_jk, dA/dcos, per eta
-  // B = sum_zl W A and dB = sum_zl W dA (n_eta, lcap), and the coefficients of dcos, dr_ij, dr_ik, dr_jk
-  std::vector<T> cdw, crjk, dAv, Bt, dBt, s_cos, s_p, s_q, s_jk;
+  // backward, per compacted partner: f_c'(r_jk) (0 for G5 and padding), r_jk, A and dA/dcos per (zeta, lambda)
+  // (n_zl, lcap), and the scatter coefficients of the partner's vector
+  std::vector<T> cdw, crjk, Az, dAz, s_p, s_q, s_jk;
   std::vector<T> inv_d;  // backward: 1 / d of the packed entries
   int64_t lcap = 0;
 
@@ -83,9 +83,9 @@ struct Scratch {
     cq.resize(static_cast<size_t>(lcap));
     E.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
     if (backward) {
-      for (auto* v : {&cdw, &crjk, &dAv, &s_cos, &s_p, &s_q, &s_jk, &inv_d}) v->resize(static_cast<size_t>(lcap));
-      Bt.resize(E.size());
-      dBt.resize(E.size());
+      for (auto* v : {&cdw, &crjk, &s_p, &s_q, &s_jk, &inv_d}) v->resize(static_cast<size_t>(lcap));
+      Az.resize(static_cast<size_t>(std::max<int64_t>(n_zl, 1) * lcap));
+      dAz.resize(Az.size());
     }
     radial.resize(static_cast<size_t>(std::max<int64_t>(n_radial * cap, 1)));
     acc.resize(static_cast<size_t>(std::max<int64_t>(n_w, 1)));
@@ -513,9 +513,9 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
     const T *__restrict cc = s.ccos.data(), *__restrict cr = s.cr2.data(), *__restrict cw = s.cw.data(),
             *__restrict cd = s.cdw.data();
     const int64_t* __restrict cq = s.cq.data();
-    T *__restrict Ex = s.E.data(), *__restrict Av = s.Av.data(), *__restrict dAv = s.dAv.data(),
+    T *__restrict Ex = s.E.data(), *__restrict Av = s.Av.data(),
       *__restrict base = s.base.data(), *__restrict pw = s.pw.data(), *__restrict rjk = s.crjk.data(),
-      *__restrict Bt = s.Bt.data(), *__restrict dBt = s.dBt.data(), *__restrict Sc = s.s_cos.data(),
+      *__restrict Az = s.Az.data(), *__restrict dAz = s.dAz.data(),
       *__restrict Sp = s.s_p.data(), *__restrict Sq = s.s_q.data(), *__restrict Sjk = s.s_jk.data();
     int64_t row0 = 0;
     for (int blk = 0; blk < 2; ++blk) {
@@ -537,12 +537,13 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
         if (K == 0) continue;
         const T xp = X[p], yp = Y[p], zp = Z[p];
         for (int64_t t = 0; t < K; ++t) rjk[t] = std::sqrt(cr[t]);
-        // B_e, dB_e over (zeta, lambda)
-        for (int64_t k = 0; k < n_eta * lcap; ++k) Bt[k] = dBt[k] = T(0);
+        // A and dA/dcos per (zeta, lambda) into rows of Az, dAz (n_zl, lcap)
         for (int64_t zi = 0; zi < b.n_zeta; ++zi)
           for (int64_t li = 0; li < b.n_lambda; ++li) {
             const int64_t zl = zi * b.n_lambda + li;
             const int64_t nz = static_cast<int64_t>(b.zeta_int[zi]);
+            T* __restrict Arow = Az + zl * lcap;
+            T* __restrict dArow = dAz + zl * lcap;
             if (nz > 0) {
               // the folded form of angular_factor: A = 2 h^zeta, dA = zeta lambda h^(zeta-1), h = (1 + lambda cos) / 2
               const T lambda = b.lambda[li], zeta_lambda = b.zeta[zi] * lambda;
@@ -558,24 +559,14 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
                   for (int64_t t = 0; t < K; ++t) Av[t] *= Av[t];
               }
               for (int64_t t = 0; t < K; ++t) {
-                Av[t] = T(2) * pw[t] * base[t];
-                dAv[t] = zeta_lambda * pw[t];
+                Arow[t] = T(2) * pw[t] * base[t];
+                dArow[t] = zeta_lambda * pw[t];
               }
             } else {
-              for (int64_t t = 0; t < K; ++t) angular_factor(b, zi, li, cc[t], Av[t], dAv[t]);
-            }
-            for (int64_t e = 0; e < n_eta; ++e) {
-              const T w = W[zl * n_eta + e];
-              T* __restrict Be = Bt + e * lcap;
-              T* __restrict dBe = dBt + e * lcap;
-              for (int64_t t = 0; t < K; ++t) {
-                Be[t] += w * Av[t];
-                dBe[t] += w * dAv[t];
-              }
+              for (int64_t t = 0; t < K; ++t) angular_factor(b, zi, li, cc[t], Arow[t], dArow[t]);
             }
           }
-        // Coefficients of dcos, dr_ij, dr_ik, dr_jk in each triplet's contribution to dL.
-        for (int64_t t = 0; t < K; ++t) Sc[t] = Sp[t] = Sq[t] = Sjk[t] = T(0);
+        // exp(-eta r_jk^2) per eta (1 for G5)
         for (int64_t e = 0; e < n_eta; ++e) {
           const T eta = b.eta[e];
           T* __restrict Ee = Ex + e * lcap;
@@ -588,40 +579,54 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
           } else {  // a growing exponential, outside exp_nonpositive's domain
             for (int64_t t = 0; t < K; ++t) Ee[t] = std::exp(-eta * cr[t]);
           }
-          const T* __restrict Re = R + e * cap;
-          const T* __restrict dRe = dR + e * cap;
-          const T* __restrict Be = Bt + e * lcap;
-          const T* __restrict dBe = dBt + e * lcap;
-          const T rp = Re[p], drp = dRe[p], two_eta = b.with_jk ? T(2) * eta : T(0);  // G5: no r_jk term
-#pragma omp simd
-          for (int64_t t = 0; t < K; ++t) {
-            const T rq = Re[cq[t]], drq = dRe[cq[t]];
-            const T xf = Ee[t] * cw[t];                                // exp(-eta r_jk^2) f_c(r_jk), 1 for G5
-            const T dxf = Ee[t] * (cd[t] - two_eta * rjk[t] * cw[t]);  // its r_jk derivative, 0 for G5
-            const T brq = Be[t] * rq;
-            Sc[t] += dBe[t] * rp * rq * xf;
-            Sp[t] += brq * drp * xf;
-            Sq[t] += Be[t] * rp * drq * xf;
-            Sjk[t] += brq * rp * dxf;
-          }
         }
-        // dcos/da = b/(|a||b|) - cos a/|a|^2, dr_jk/da = -(b - a)/r_jk, and symmetrically for b. The p side
-        // sums over lanes; the coefficients of the q side are kept in Sp, Sq, Sjk for the scatter below.
+        // Per block of lanes, in registers: B_e = sum_zl W A, dB_e = sum_zl W dA, the coefficients of dcos,
+        // dr_ij, dr_ik, dr_jk, then dcos/da = b/(|a||b|) - cos a/|a|^2, dr_jk/da = -(b - a)/r_jk (and
+        // symmetrically for b). The p side sums over lanes; the q side's coefficients go to Sp, Sq, Sjk for
+        // the scatter below.
         constexpr int64_t L = kLanes<T>;
         T l0[L] = {}, l1[L] = {}, l2[L] = {};
         const T* __restrict IDv = s.inv_d.data();
         const T inv_dp = IDv[p];
-        for (int64_t t0 = 0; t0 < K; t0 += L)
+        for (int64_t t0 = 0; t0 < K; t0 += L) {
+          T sc[L] = {}, sp[L] = {}, sq[L] = {}, sjk[L] = {};
+          for (int64_t e = 0; e < n_eta; ++e) {
+            T Bl[L] = {}, dBl[L] = {};
+            for (int64_t zl = 0; zl < n_zl; ++zl) {
+              const T w = W[zl * n_eta + e];
+              const T* __restrict Arow = Az + zl * lcap + t0;
+              const T* __restrict dArow = dAz + zl * lcap + t0;
+              for (int64_t l = 0; l < L; ++l) {
+                Bl[l] += w * Arow[l];
+                dBl[l] += w * dArow[l];
+              }
+            }
+            const T* __restrict Re = R + e * cap;
+            const T* __restrict dRe = dR + e * cap;
+            const T* __restrict Ee = Ex + e * lcap + t0;
+            const T rp = Re[p], drp = dRe[p], two_eta = b.with_jk ? T(2) * b.eta[e] : T(0);  // G5: no r_jk term
+            for (int64_t l = 0; l < L; ++l) {
+              const int64_t t = t0 + l;
+              const T rq = Re[cq[t]], drq = dRe[cq[t]];
+              const T xf = Ee[l] * cw[t];                                // exp(-eta r_jk^2) f_c(r_jk), 1 for G5
+              const T dxf = Ee[l] * (cd[t] - two_eta * rjk[t] * cw[t]);  // its r_jk derivative, 0 for G5
+              const T brq = Bl[l] * rq;
+              sc[l] += dBl[l] * rp * rq * xf;
+              sp[l] += brq * drp * xf;
+              sq[l] += Bl[l] * rp * drq * xf;
+              sjk[l] += brq * rp * dxf;
+            }
+          }
           for (int64_t l = 0; l < L; ++l) {
             const int64_t t = t0 + l, q = cq[t];
             const T xq = X[q], yq = Y[q], zq = Z[q], inv_dq = IDv[q];
-            const T cos_theta = cc[t], s_cos = Sc[t];
-            const T cp_a = (s_p_term(Sp[t], s_cos, cos_theta, inv_dp));
-            const T cq_b = (s_p_term(Sq[t], s_cos, cos_theta, inv_dq));
+            const T cos_theta = cc[t], s_cos = sc[l];
+            const T cp_a = s_p_term(sp[l], s_cos, cos_theta, inv_dp);
+            const T cq_b = s_p_term(sq[l], s_cos, cos_theta, inv_dq);
             const T cross = s_cos * inv_dp * inv_dq;
             // r_jk = 0 only for padding (s_jk = 0 there) or coincident entries (no r_jk direction: 0)
             const T r = rjk[t];
-            const T jk = Sjk[t] * (r > T(0) ? T(1) : T(0)) / (r + (r > T(0) ? T(0) : T(1)));
+            const T jk = sjk[l] * (r > T(0) ? T(1) : T(0)) / (r + (r > T(0) ? T(0) : T(1)));
             const T dx = xq - xp, dy = yq - yp, dz = zq - zp;
             l0[l] += cp_a * xp + cross * xq - jk * dx;
             l1[l] += cp_a * yp + cross * yq - jk * dy;
@@ -630,6 +635,7 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
             Sq[t] = cross;
             Sjk[t] = jk;
           }
+        }
         T ga0 = T(0), ga1 = T(0), ga2 = T(0);
         for (int64_t l = 0; l < L; ++l) {
           ga0 += l0[l];
