@@ -23,7 +23,8 @@ weighted by the cutoff), a GraphHead of 3 linear layers with sum pooling, weight
 
 Checkpoints written before the ET continuity fix (trainer checkpoint format 1): pass their spec through
 `legacy_spec` so the ET is rebuilt as it was trained (vector messages without the cutoff envelope); state-dict keys
-did not change.
+did not change. SchNet state dicts saved before the switch to torch_geometric's interaction blocks have other key
+names: `upgrade_state_dict(spec, state_dict)` renames them (and `SchNet.load_state_dict` accepts them directly).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch import nn
 from .common import AtomFeatures, Graph, build_graph
 from .et import EquivariantTransformer
 from .heads import GraphHead, NodeHead, VectorHead
-from .schnet import SchNet
+from .schnet import SchNet, upgrade_schnet_state_dict
 
 BACKBONES: dict[str, type[nn.Module]] = {"SchNet": SchNet, "EquivariantTransformer": EquivariantTransformer}
 HEADS: dict[str, type[nn.Module]] = {"NodeHead": NodeHead, "GraphHead": GraphHead, "VectorHead": VectorHead}
@@ -66,6 +67,13 @@ def legacy_spec(spec: dict) -> dict:
     if ALIASES.get(spec["backbone"]["class"], spec["backbone"]["class"]) == "EquivariantTransformer":
         spec["backbone"]["kwargs"].setdefault("vector_cutoff", False)
     return spec
+
+
+def upgrade_state_dict(spec: dict, state_dict: dict) -> dict:
+    """A model state dict (`backbone.*`, `head.*` keys) with the backbone's keys renamed to the current names."""
+    if ALIASES.get(spec["backbone"]["class"], spec["backbone"]["class"]) == "SchNet":
+        return upgrade_schnet_state_dict(state_dict, prefix="backbone.")
+    return dict(state_dict)
 
 
 def register_backbone(name: str, cls: type[nn.Module]) -> None:
@@ -171,4 +179,5 @@ __all__ = [
     "legacy_spec",
     "model_dtype",
     "register_backbone",
+    "upgrade_state_dict",
 ]

@@ -1,4 +1,10 @@
-"""Building blocks shared by the backbones: periodic graph construction, radial bases, cutoffs."""
+"""Building blocks shared by the backbones: periodic graph construction, radial bases, cutoffs.
+
+The Gaussian basis and the shifted softplus are torch_geometric's. `scatter_sum` stays an `index_add_`: forward +
+backward on CPU it beat `torch_geometric.utils.scatter` (a broadcast `scatter_add_`) in every run, medians 105 vs
+152 ms on ET-shaped (P, 3, 128) messages and 9.9 vs 13.9 ms on SchNet-shaped (P, 64) ones, P = 36k
+(benchmarks/bench_pyg_pieces.py, results/pyg_pieces_cpu.json).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch_geometric.nn.models.schnet import ShiftedSoftplus
 
 from ..neighbors import compute as compute_neighbors
 
@@ -129,26 +136,6 @@ class ExpNormalSmearing(nn.Module):
             -self.betas * (torch.exp(self.alpha * (self.cutoff_lower - d.unsqueeze(-1))) - self.means) ** 2
         )
         return basis if self.envelope is None else basis * self.envelope(d).unsqueeze(-1)
-
-
-class GaussianSmearing(nn.Module):
-    def __init__(self, cutoff: float, n_rbf: int = 50, cutoff_lower: float = 0.0):
-        super().__init__()
-        offsets = torch.linspace(float(cutoff_lower), float(cutoff), n_rbf)
-        self.register_buffer("offsets", offsets)
-        self.coeff = -0.5 / float(offsets[1] - offsets[0]) ** 2 if n_rbf > 1 else -0.5
-
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.coeff * (d.unsqueeze(-1) - self.offsets) ** 2)
-
-
-class ShiftedSoftplus(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.shift = math.log(2.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.softplus(x) - self.shift
 
 
 ACTIVATIONS = {"silu": nn.SiLU, "ssp": ShiftedSoftplus, "tanh": nn.Tanh, "gelu": nn.GELU}

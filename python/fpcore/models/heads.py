@@ -18,8 +18,9 @@ import contextlib
 import torch
 from torch import nn
 from torch_geometric.nn import global_add_pool, global_mean_pool
+from torch_geometric.nn.models.schnet import GaussianSmearing
 
-from .common import AtomFeatures, CosineCutoff, GaussianSmearing, Graph, scatter_sum, xavier_init
+from .common import AtomFeatures, CosineCutoff, Graph, scatter_sum, xavier_init
 from .common import activation as make_activation
 
 POOLINGS = {"mean": global_mean_pool, "sum": global_add_pool}
@@ -149,7 +150,7 @@ class VectorHead(nn.Module):
         if not (float(cutoff) > 0):
             raise ValueError(f"VectorHead: cutoff must be > 0, got {cutoff}")
         self.use_vector_features = bool(use_vector_features)
-        self.rbf = GaussianSmearing(float(cutoff), n_rbf)
+        self.rbf = GaussianSmearing(0.0, float(cutoff), n_rbf)
         self.envelope = CosineCutoff(float(cutoff))
         self.lin_i = nn.Linear(n_in, hidden)
         self.lin_j = nn.Linear(n_in, hidden, bias=False)
