@@ -104,6 +104,29 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> pathlib.Path:
     return path
 
 
+class NotWritableError(OSError):
+    """A destination that cannot be written; its text names the path and the reason."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def check_writable(path) -> pathlib.Path:
+    """Fails now, with the path and the reason, if `path` could not be written atomically later (so that an expensive
+    computation is not wasted on an output that cannot be saved). Creates missing parent folders, as the writers do."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise NotWritableError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = tmp_name(path)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as err:
+        raise NotWritableError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
 def tmp_owner_pid(name: str) -> int | None:
     """The pid encoded in a temporary name made by tmp_name (or the cache's tmp folders), else None."""
     if TMP_MARKER not in name:
@@ -129,6 +152,7 @@ def pid_alive(pid: int) -> bool:
 
 
 __all__ = [
+    "NotWritableError",
     "atomic_np_save",
     "atomic_open",
     "atomic_savefig",
@@ -136,6 +160,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_writable",
     "fsync_dir",
     "pid_alive",
     "tmp_owner_pid",

@@ -9,26 +9,51 @@
   fpcore-train experiment --config experiments/paper.yaml --scale cpu   pre-training arms vs. baseline, tasks x seeds
 
 The same command runs under `torchrun --nproc_per_node=N fpcore-train ...` (DDP).
+An expected failure (bad input, config, file or folder) prints one line `fpcore-train: error: ...` and exits with
+status 2; --debug (or FPCORE_DEBUG=1) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
-from ._io import atomic_write_json
+from ._io import atomic_write_json, check_writable
 
 KIND = {"pretrain": "pretrain", "finetune": "finetune", "train": "finetune"}
 DEFAULT_FROM = "runs/pretrain/best.pt"
 
 
+DEBUG_ENV = "FPCORE_DEBUG"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    # --debug is accepted before or after the command; SUPPRESS keeps a subcommand's default from hiding the other.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show the Python traceback of an error (also: {DEBUG_ENV}=1)",
+    )
     p = argparse.ArgumentParser(
         prog="fpcore-train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
+        parents=[debug],
     )
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -36,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         ("finetune", "fine-tune a pre-trained backbone on properties"),
         ("train", "train on properties from scratch (the baseline)"),
     ):
-        s = sub.add_parser(name, help=text, description=text)
+        s = sub.add_parser(name, help=text, description=text, parents=[debug])
         s.add_argument(
             "--config",
             help="YAML file with sections data, model, descriptor, optim, run (layered over the packaged defaults)",
@@ -55,21 +80,23 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument(
                 "--from", dest="init_from", default=None, help=f"pre-training checkpoint (default: {DEFAULT_FROM})"
             )
-    e = sub.add_parser("evaluate", help="metrics of a fine-tuned checkpoint on a labelled data set")
+    e = sub.add_parser("evaluate", help="metrics of a fine-tuned checkpoint on a labelled data set", parents=[debug])
     e.add_argument("checkpoint")
     e.add_argument("data", nargs="+", help="structures with labels (any fpcore.data.load_dataset source)")
     e.add_argument("-o", "--output", help="write the metrics as JSON here")
-    q = sub.add_parser("predict", help="predictions of a fine-tuned checkpoint, as CSV")
+    q = sub.add_parser("predict", help="predictions of a fine-tuned checkpoint, as CSV", parents=[debug])
     q.add_argument("checkpoint")
     q.add_argument("data", nargs="+", help="structures (any fpcore.data.load_dataset source)")
     q.add_argument("-o", "--output", required=True, help="CSV file: id, one column per target")
     for s in (e, q):
         s.add_argument("--device", default="auto")
-        s.add_argument("--batch-size", type=int, default=32)
-    c = sub.add_parser("convert", help="rewrite a checkpoint of an older format in the current one")
+        s.add_argument("--batch-size", type=_positive_int, default=32)
+    c = sub.add_parser("convert", help="rewrite a checkpoint of an older format in the current one", parents=[debug])
     c.add_argument("source")
     c.add_argument("destination")
-    x = sub.add_parser("experiment", help="the paper's protocol: pre-training arms vs. baseline over tasks and seeds")
+    x = sub.add_parser(
+        "experiment", help="the paper's protocol: pre-training arms vs. baseline over tasks and seeds", parents=[debug]
+    )
     x.add_argument("--config", default="experiments/paper.yaml", help="experiment YAML (default: %(default)s)")
     x.add_argument("--scale", help="one of the config's scales (e.g. cpu, paper)")
     x.add_argument(
@@ -139,8 +166,6 @@ def _train(args) -> int:
 
 
 def _is_main() -> bool:
-    import os
-
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -159,6 +184,8 @@ def _convert(args) -> int:
 def _evaluate(args) -> int:
     from .training import evaluate
 
+    if args.output:
+        check_writable(args.output)  # before the work, not after it
     metrics = evaluate(args.checkpoint, _data_source(args.data), device=args.device, batch_size=args.batch_size)
     for name, m in metrics.items():
         print(f"{name}: MAE {m['mae']:.6g}  RMSE {m['rmse']:.6g}  R2 {m['r2']:.4f}  (n={m['n']})")
@@ -176,11 +203,27 @@ def _predict(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures caused by the input (data, config, files, folders): reported in one line, exit status 2."""
     from .training import CheckpointError, ConfigError
     from .training.run_folder import RunFolderError
 
+    return (ConfigError, CheckpointError, RunFolderError, OSError, ValueError, TypeError, KeyError, EOFError)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, KeyError) and type(err).__str__ is KeyError.__str__ and err.args:
+        text = str(err.args[0])  # KeyError's str() is the repr of its argument
+    elif isinstance(err, OSError) and type(err).__str__ is OSError.__str__ and err.strerror:
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     handlers = {
         "pretrain": _train,
         "finetune": _train,
@@ -192,17 +235,23 @@ def main(argv=None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (
-        ConfigError,
-        CheckpointError,
-        RunFolderError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        TypeError,
-    ) as err:
-        print(f"fpcore-train: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("fpcore-train: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every error ends in one line unless --debug asks for the traceback
+        if debug:
+            raise
+        if isinstance(err, _expected_errors()):
+            print(f"fpcore-train: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        print(
+            f"fpcore-train: internal error: {type(err).__name__}: {_one_line(err)} (this is a bug: please report it "
+            f"with the traceback from --debug or {DEBUG_ENV}=1)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

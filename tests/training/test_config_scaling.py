@@ -27,8 +27,8 @@ def test_layers_and_overrides(tmp_path):
     [
         ("optim.lrr=1", "unknown config key 'optim.lrr'"),
         ("modle.cutoff=3", "unknown config key 'modle'"),
-        ("optim.epochs=2.5", "'optim.epochs' must be a int"),
-        ("optim.epochs=0", "'optim.epochs' must be > 0"),
+        ("optim.epochs=2.5", "'optim.epochs' must be an int"),
+        ("optim.epochs=0", "'optim.epochs' must be an integer >= 1"),
         ("run.progress=maybe", "'run.progress' must be a bool"),
         ("data.split=[0.5, 0.5]", "data.split"),
         ("optim.lr", "key=value"),

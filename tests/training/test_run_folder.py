@@ -169,7 +169,7 @@ def test_run_folder_that_is_a_file(tmp_path, dataset):
 
 def test_run_folder_under_a_file(tmp_path, dataset):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(RunFolderError, match="cannot create the parent folder of run folder"):
+    with pytest.raises(RunFolderError, match="a file, not a folder"):
         run_training("finetune", config(), run_dir=tmp_path / "file" / "run", dataset=dataset)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from . import builtin as _builtin
 from . import cache as _cache
-from ._flat import FlatStructures, concatenate, validate
+from ._flat import VALIDATION_VERSION, FlatStructures, concatenate, validate
 from .dataset import StructureDataset
 from .readers import FORMATS, READER_VERSION, READERS, detect_format
 from .splits import kfold_split, random_split
@@ -79,6 +79,8 @@ def _cached(description: dict, cache_dir, produce, source: str, progress: bool) 
         validate(flat, source)
         return StructureDataset(flat, source=source)
     root = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else _cache.default_cache_dir()
+    # Entries are validated once, when written: a stricter validate() must not trust entries an older one accepted.
+    description = {**description, "validation_version": VALIDATION_VERSION}
     entry = _cache.entry_path(root, _cache.cache_key(description))
     flat = _cache.load(entry)
     if flat is not None:

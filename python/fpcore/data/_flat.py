@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_Z = 118
+# Bump when validate() rejects more: part of the cache key, so entries accepted by an older validate() are redone.
+VALIDATION_VERSION = 2
 
 
 @dataclass
@@ -110,6 +112,28 @@ def concatenate(parts: list[FlatStructures]) -> FlatStructures:
     )
 
 
+# Relative tolerance of linear dependence, the same as the neighbor list's (csrc/neighbors/cell_grid.h make_basis),
+# so that conversion rejects exactly the cells the operators would reject later.
+CELL_DEPENDENCE_TOL = 1e-10
+
+
+def degenerate_cells(cells: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """(B,) bool: the periodic rows of cells (B, 3, 3) are zero or (nearly) linearly dependent."""
+    norms = np.linalg.norm(cells, axis=2)
+    bad = (pbc & ~(norms > 0)).any(axis=1)
+    n_periodic = pbc.sum(axis=1)
+    full = n_periodic == 3
+    if full.any():
+        volume = np.abs(np.linalg.det(cells[full]))
+        bad[full] |= ~(volume > CELL_DEPENDENCE_TOL * norms[full].prod(axis=1))
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        pair = (n_periodic == 2) & pbc[:, i] & pbc[:, j]
+        if pair.any():
+            area = np.linalg.norm(np.cross(cells[pair, i], cells[pair, j]), axis=1)
+            bad[pair] |= ~(area > CELL_DEPENDENCE_TOL * norms[pair, i] * norms[pair, j])
+    return bad
+
+
 def validate(flat: FlatStructures, source: str) -> None:
     """Vectorised checks; the first offending structure is named (id, index, file)."""
     B = len(flat)
@@ -146,6 +170,14 @@ def validate(flat: FlatStructures, source: str) -> None:
     if len(bad):
         raise ValueError(
             f"fpcore.data: {flat.describe(int(bad[0]))} is periodic along a direction whose cell vector is zero"
+        )
+    bad = np.flatnonzero(degenerate_cells(np.asarray(flat.cells, dtype=np.float64), np.asarray(flat.pbc, dtype=bool)))
+    if len(bad):
+        b = int(bad[0])
+        raise ValueError(
+            f"fpcore.data: {flat.describe(b)} has a degenerate cell: its periodic cell vectors "
+            f"{np.asarray(flat.cells[b]).tolist()} (pbc {np.asarray(flat.pbc[b]).tolist()}) are linearly dependent; fix "
+            "the cell or set pbc=False along the dependent direction"
         )
     if flat.y is not None:
         bad_y = np.argwhere(~np.isfinite(flat.y))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 
 import numpy as np
@@ -50,6 +52,26 @@ class StructureDataset(Dataset):
     def elements(self) -> list[int]:
         """Sorted atomic numbers present in the dataset."""
         return np.unique(np.asarray(self._flat.numbers)).astype(int).tolist()
+
+    def content_hash(self) -> str:
+        """sha256 of the structures and labels (not of the files they came from): equal for the same data whether
+        read from the input or the cache, different when any structure, id or label differs."""
+        if getattr(self, "_content_hash", None) is None:
+            f = self._flat
+            h = hashlib.sha256()
+            h.update(json.dumps([list(f.ids), list(f.target_names)]).encode())
+            for arr, dtype in (
+                (f.offsets, np.int64),
+                (f.numbers, np.int64),
+                (f.positions, np.float64),
+                (f.cells, np.float64),
+                (f.pbc, np.bool_),
+                (f.y, np.float64),
+            ):
+                if arr is not None:
+                    h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+            self._content_hash = h.hexdigest()
+        return self._content_hash
 
     def _index(self, i) -> int:
         if isinstance(i, torch.Tensor):

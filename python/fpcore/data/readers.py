@@ -14,6 +14,7 @@ import json
 import math
 import pathlib
 import re
+import zlib
 
 import numpy as np
 
@@ -48,10 +49,19 @@ def detect_format(path: pathlib.Path) -> str:
 def _read_text(path: pathlib.Path) -> str:
     # Decompress into memory: ase's extxyz reader seeks backwards once per frame, which on a gzip stream restarts
     # decompression each time (quadratic in the file size).
-    if path.name.lower().endswith(".gz"):
-        with gzip.open(path, "rb") as fh:
-            return fh.read().decode("utf-8")
-    return path.read_text(encoding="utf-8")
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read().decode("utf-8")
+        return path.read_text(encoding="utf-8")
+    except EOFError:
+        raise ValueError(
+            f"fpcore.data: {path} is truncated (the gzip stream ends early; re-download or re-copy it)"
+        ) from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"fpcore.data: {path} is not a valid gzip file or is corrupt ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"fpcore.data: {path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def _scalar_label(value, key, where):
@@ -65,8 +75,15 @@ def _scalar_label(value, key, where):
     return float(arr.reshape(()))
 
 
+class MissingTargetError(KeyError):
+    """A requested label is absent; a KeyError whose text is the message itself (KeyError's own str() quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _missing_target(key, where, available):
-    return KeyError(
+    return MissingTargetError(
         f"fpcore.data: target {key!r} is missing from {where}; available keys: "
         f"{', '.join(sorted(map(str, available))) or '(none)'}"
     )
@@ -325,7 +342,7 @@ def read_cif_folder(folder: pathlib.Path, targets) -> FlatStructures:
             elif not has_header and len(targets) == len(names):
                 columns = list(range(len(names)))
             else:
-                raise KeyError(
+                raise MissingTargetError(
                     f"fpcore.data: targets {list(targets)} not found in {csv_path}; its label columns are {names}"
                     + ("" if has_header else f" (no header: you may also give {len(names)} name(s), one per column)")
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import zipfile
 
 import torch
 
@@ -34,7 +35,13 @@ def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_locatio
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CheckpointError(f"{path} is not a readable fpcore-train checkpoint: {err}") from None
+        # torch's own message is pages long and about weights_only; say what is wrong with the file instead.
+        if not zipfile.is_zipfile(path):
+            reason = "not a file written by torch.save, or truncated"
+        else:
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            reason = (lines[-1] if lines else type(err).__name__)[:200]
+        raise CheckpointError(f"{path} is not a readable fpcore-train checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fpcore-train checkpoint (no '{FORMAT}' header)")
     version = payload.get("format_version", 0)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 import pathlib
+import re
+from dataclasses import dataclass
 
 import yaml
 
@@ -86,6 +89,107 @@ class ConfigError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric key: low <= v (low < v when low_open), v <= high (v < high when high_open).
+
+    `nullable`: null is allowed (and means what the key's comment in DEFAULTS says); `integer`: whole numbers only.
+    Every numeric value must also be finite.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False
+    integer: bool = False
+    hint: str = ""
+
+    def contains(self, v) -> bool:
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        if self.high is not None and (v >= self.high if self.high_open else v > self.high):
+            return False
+        return True
+
+    def text(self) -> str:
+        def show(v):
+            return str(int(v)) if self.integer else f"{v:g}"
+
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {show(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {show(self.high)}")
+        what = ("an integer " if self.integer else "a finite number ") + " and ".join(parts)
+        return what.strip() + (" or null" if self.nullable else "")
+
+
+POSITIVE_INT = Range(1, integer=True)
+# Numeric keys and their allowed values; checked after every layer is merged, so a bad --set value is reported
+# before any data is read or any run folder touched.
+RANGES: dict[tuple[str, str], Range] = {
+    ("data", "batch_size"): POSITIVE_INT,
+    ("data", "eval_batch_size"): Range(1, integer=True, nullable=True),
+    ("data", "num_workers"): Range(0, integer=True),
+    ("data", "split_seed"): Range(0, 2**63 - 1, integer=True),
+    ("model", "cutoff"): Range(0, low_open=True),
+    ("model", "max_neighbors"): Range(1, integer=True, nullable=True),
+    ("model", "head_hidden"): POSITIVE_INT,
+    ("model", "head_layers"): POSITIVE_INT,
+    ("descriptor", "scaler_batches"): Range(1, integer=True, nullable=True),
+    ("optim", "epochs"): POSITIVE_INT,
+    ("optim", "lr"): Range(0, low_open=True),
+    ("optim", "weight_decay"): Range(0),
+    ("optim", "grad_clip"): Range(0, low_open=True, nullable=True, hint="null disables clipping"),
+    ("optim", "lr_factor"): Range(0, 1, low_open=True, high_open=True),
+    ("optim", "lr_patience"): Range(0, integer=True),
+    ("optim", "min_lr"): Range(0),
+    ("optim", "early_stopping_patience"): POSITIVE_INT,
+    ("optim", "max_steps_per_epoch"): Range(1, integer=True, nullable=True, hint="null runs whole epochs"),
+    ("run", "seed"): Range(0, 2**63 - 1, integer=True),
+    ("run", "threads"): Range(1, integer=True, nullable=True, hint="null keeps torch's default"),
+}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _check_ranges(config: dict) -> None:
+    for (section, key), allowed in RANGES.items():
+        if key not in config.get(section, {}):
+            continue
+        value = config[section][key]
+        dotted = f"{section}.{key}"
+        if value is None and allowed.nullable:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (
+            number
+            and math.isfinite(value)
+            and (not allowed.integer or isinstance(value, int))
+            and allowed.contains(value)
+        )
+        if not ok:
+            hint = f"; {allowed.hint}" if allowed.hint else ""
+            raise ConfigError(f"config key '{dotted}' must be {allowed.text()}, got {value!r}{hint}")
+    device = config["run"]["device"]
+    if not DEVICE_PATTERN.match(str(device)):
+        raise ConfigError(f"config key 'run.device' must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def _normalize_targets(config: dict) -> None:
+    # A single name is a list of one (not a sequence of characters).
+    targets = config["data"]["targets"]
+    if isinstance(targets, str):
+        targets = [targets]
+    if targets is None:
+        return
+    if not isinstance(targets, list) or not all(isinstance(t, str) and t.strip() for t in targets):
+        raise ConfigError(f"config key 'data.targets' must be a label name or a list of label names, got {targets!r}")
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"config key 'data.targets' names a label twice: {targets!r}")
+    config["data"]["targets"] = targets
+
+
 def _merge(base: dict, update: dict, path: tuple = (), replace_free_form: bool = True) -> dict:
     # A file layer replaces a free-form mapping wholesale (other backbone, other kwargs); a dotted
     # --set a.b.c=v edits one entry of it.
@@ -127,6 +231,8 @@ def _check_types(config: dict) -> None:
             if default is None:
                 continue
             if value is None:
+                if (section, key) in RANGES and RANGES[(section, key)].nullable:
+                    continue
                 raise ConfigError(f"config key '{dotted}' must not be null (default {default!r})")
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
@@ -143,13 +249,17 @@ def _check_types(config: dict) -> None:
             else:  # pragma: no cover
                 ok = True
             if not ok:
-                raise ConfigError(f"config key '{dotted}' must be a {type(default).__name__}, got {value!r}")
-    positive = [("data", "batch_size"), ("optim", "epochs"), ("optim", "lr")]
-    for section, key in positive:
-        if config[section][key] is None or config[section][key] <= 0:
-            raise ConfigError(f"config key '{section}.{key}' must be > 0, got {config[section][key]!r}")
+                name = type(default).__name__
+                article = "an" if name[0] in "aeiou" else "a"
+                raise ConfigError(f"config key '{dotted}' must be {article} {name}, got {value!r}")
+    _check_ranges(config)
+    _normalize_targets(config)
     split = config["data"]["split"]
-    if len(split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in split) or split[0] <= 0:
+    if (
+        len(split) != 3
+        or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0 for f in split)
+        or split[0] <= 0
+    ):
         raise ConfigError(f"config key 'data.split' must be three fractions (train > 0, val, test >= 0), got {split!r}")
     for entry in config["descriptor"]["fingerprints"]:
         if not isinstance(entry, dict) or "name" not in entry or set(entry) - {"name", "kwargs"}:

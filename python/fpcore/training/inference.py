@@ -8,7 +8,7 @@ import pathlib
 
 import torch
 
-from .._io import atomic_open
+from .._io import atomic_open, check_writable
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import resolve_device
 from .pipeline import Pipeline
@@ -84,6 +84,7 @@ def evaluate(checkpoint, source, device="auto", batch_size: int = 32, dataset=No
 
 
 def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, dataset=None) -> pathlib.Path:
+    out_csv = check_writable(out_csv)  # before the work, not after it
     device = resolve_device(device)
     model, scaler, payload = load_model(checkpoint, device)
     names = list(payload["objectives"]["property"]["state"]["target_names"])
@@ -97,7 +98,6 @@ def predict(checkpoint, source, out_csv, device="auto", batch_size: int = 32, da
         dataset = _load(source, None)
     pred = predict_dataset(model, scaler, dataset, device, batch_size)
     ids = list(getattr(dataset, "ids", None) or [str(i) for i in range(len(dataset))])
-    out_csv = pathlib.Path(out_csv)
     with atomic_open(out_csv, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id"] + names)

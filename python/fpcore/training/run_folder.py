@@ -52,6 +52,37 @@ class NothingToResume(RunFolderError, FileNotFoundError):
     pass
 
 
+class DataMismatch(RunFolderError, ValueError):
+    pass
+
+
+def data_identity(dataset) -> dict | None:
+    """What a checkpoint records about its data, for --resume to check; None for datasets without a content hash."""
+    content_hash = getattr(dataset, "content_hash", None)
+    if content_hash is None:
+        return None
+    return {"sha256": content_hash(), "n_structures": len(dataset), "source": str(getattr(dataset, "source", ""))}
+
+
+def check_resume_data(payload: dict, dataset, checkpoint) -> None:
+    """Refuses to resume on data other than the checkpoint's (a changed, larger or other file)."""
+    recorded, current = payload.get("data"), data_identity(dataset)
+    if current is None:
+        return
+    if recorded is None:
+        warnings.warn(
+            f"--resume: {checkpoint} does not record which data it was trained on; it cannot be checked", stacklevel=2
+        )
+        return
+    if recorded["sha256"] != current["sha256"]:
+        raise DataMismatch(
+            f"--resume: the data is not what {checkpoint} was trained on: it had {recorded['n_structures']} "
+            f"structures from {recorded['source']} (sha256 {recorded['sha256'][:12]}), now {current['n_structures']} "
+            f"from {current['source']} (sha256 {current['sha256'][:12]}); resume with the original data, or start "
+            "a new run (--overwrite or another --run-dir)"
+        )
+
+
 def _describe_os_error(err: OSError) -> str:
     return err.strerror or str(err)
 
@@ -77,6 +108,11 @@ class RunFolderLock:
         if fcntl is None:  # pragma: no cover
             warnings.warn("fcntl is unavailable: the run folder is not locked against a second writer", stacklevel=2)
             return
+        for ancestor in self.run_dir.parents:
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise RunFolderError(f"cannot create run folder {self.run_dir}: {ancestor} is a file, not a folder")
+                break
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -260,4 +296,15 @@ class RunFolder:
             )
 
 
-__all__ = ["COMPLETED", "FAILED", "RunFolder", "RunFolderError", "RunFolderLock"]
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "DataMismatch",
+    "NothingToResume",
+    "RunFolder",
+    "RunFolderError",
+    "RunFolderLock",
+    "RunFolderNotEmpty",
+    "check_resume_data",
+    "data_identity",
+]

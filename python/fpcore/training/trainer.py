@@ -37,7 +37,7 @@ from .checkpoint import CheckpointError, load_backbone, load_checkpoint, save_ch
 from .config import dump_config
 from .objectives import SetupContext, build_objectives, normalise_objectives
 from .pipeline import GraphCache, Pipeline
-from .run_folder import COMPLETED, RunFolder
+from .run_folder import COMPLETED, RunFolder, check_resume_data, data_identity
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_mae", "val_loss", "val_mae", "time_s"]
 # Evaluation noise (denoise) is drawn from this fixed seed offset, the same every epoch, so validation is comparable.
@@ -163,6 +163,7 @@ class Trainer:
     ):
         self.kind, self.config, self.run_dir, self.info, self.device = kind, config, pathlib.Path(run_dir), info, device
         self.dataset, self.split = dataset, split
+        self.data_info = data_identity(dataset)  # recorded in checkpoints; --resume checks it
         self.optim_cfg = config["optim"]
         self.seed = int(config["run"]["seed"])
         torch.manual_seed(self.seed)
@@ -412,6 +413,7 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "config": self.config,
             "init": self.init_info,
+            "data": self.data_info,
             "rng": {"torch": torch.get_rng_state()},
             "resumable": True,
         }
@@ -649,6 +651,8 @@ def run_training(
                 dataset = load_data(config, normalise_objectives(config["objective"], kind))
             if len(dataset) == 0:
                 raise ValueError("the dataset is empty")
+            if resume:
+                check_resume_data(resume_payload, dataset, run_dir / "last.pt")
             split = make_split(len(dataset), config, run_dir, resume)
             folder.prepare()
             if info.is_main and not resume:
