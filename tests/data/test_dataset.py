@@ -1,35 +1,13 @@
-import time
-
 import numpy as np
 import pytest
 import torch
-from ase.calculators.emt import EMT
 from torch.utils.data import Subset
 from torch_geometric.loader import DataLoader
 
 import fpcore
-from fpcore.data import StructureDataset, builtin_dataset, load_dataset, random_split
+from fpcore.data import StructureDataset, load_dataset, random_split
 
 from .helpers import make_structures, write_extxyz
-
-
-@pytest.fixture(scope="module")
-def builtin_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("builtin-cache")
-
-
-@pytest.fixture(scope="module")
-def pretrain(builtin_cache):
-    t0 = time.perf_counter()
-    ds = builtin_dataset("pretrain", cache_dir=builtin_cache)
-    return ds, time.perf_counter() - t0
-
-
-@pytest.fixture(scope="module")
-def finetune(builtin_cache):
-    t0 = time.perf_counter()
-    ds = builtin_dataset("finetune", cache_dir=builtin_cache)
-    return ds, time.perf_counter() - t0
 
 
 def test_dataloader_batches(tmp_path):
@@ -69,48 +47,3 @@ def test_indexing(tmp_path):
     assert ds.elements == sorted(set(np.concatenate([a.numbers for a in structures]).tolist()))
     assert ds.natoms.tolist() == [len(a) for a in structures]
     assert "4 structures" in repr(ds)
-
-
-def test_builtin_pretrain(pretrain, builtin_cache):
-    ds, seconds = pretrain
-    assert seconds < 30
-    assert len(ds) == 480 and ds.target_names == [] and ds.labels is None
-    assert len(ds.elements) >= 40
-    assert int(ds.natoms.max()) <= 64 and int(ds.natoms.min()) >= 1
-    assert ds.ids[0] == "builtin-pretrain-0000"
-    # Physically sensible: no atoms closer than 0.5 Angstrom, every structure has neighbours within 6 Angstrom (Cs-Cs is 5.2).
-    batch = next(iter(DataLoader(ds, batch_size=len(ds))))
-    nl = fpcore.neighbors.compute(batch.pos, batch.cell, batch.pbc, batch.batch, 6.0)
-    assert float(nl.distances.min()) > 0.5
-    assert torch.bincount(batch.batch[nl.i], minlength=len(ds)).min() > 0
-    again = builtin_dataset("pretrain", cache_dir=builtin_cache)
-    assert again.cache_entry == ds.cache_entry
-    assert load_dataset("builtin:pretrain", cache_dir=builtin_cache, progress=False).cache_entry == ds.cache_entry
-
-
-def test_builtin_finetune_labels_are_emt_energies(finetune):
-    ds, seconds = finetune
-    assert seconds < 30
-    assert len(ds) == 320 and ds.target_names == ["energy_per_atom"]
-    assert set(ds.elements) <= {13, 29, 47, 79, 28, 46, 78} and len(ds.elements) == 7
-    labels = ds.labels[:, 0]
-    assert torch.isfinite(labels).all() and float(labels.std()) > 0.01
-    for i in (0, 17, 319):
-        atoms = ds.atoms(i)
-        atoms.calc = EMT()
-        assert abs(atoms.get_potential_energy() / len(atoms) - float(labels[i])) < 1e-9
-        assert abs(float(ds[i].y) - float(labels[i])) < 1e-6
-
-
-def test_builtin_is_deterministic_and_selects_targets(finetune, builtin_cache):
-    ds, _ = finetune
-    fresh = builtin_dataset("finetune", targets=["energy", "energy_per_atom"], cache_dir=False)
-    assert fresh.ids == ds.ids
-    torch.testing.assert_close(fresh.labels[:, 1], ds.labels[:, 0], rtol=0, atol=0)
-    torch.testing.assert_close(fresh.labels[:, 0] / fresh.natoms, fresh.labels[:, 1], rtol=1e-12, atol=0)
-    for i in (0, 100):
-        torch.testing.assert_close(fresh[i].pos, ds[i].pos, rtol=0, atol=0)
-    with pytest.raises(
-        KeyError, match=r"'gap' is not a label of builtin:finetune; available: \['energy_per_atom', 'energy'\]"
-    ):
-        builtin_dataset("finetune", targets=["gap"], cache_dir=False)

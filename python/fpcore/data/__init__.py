@@ -23,11 +23,20 @@ from . import cache as _cache
 from ._flat import VALIDATION_VERSION, FlatStructures, concatenate, validate
 from .dataset import StructureDataset
 from .readers import FORMATS, READER_VERSION, READERS, detect_format
-from .splits import kfold_split, random_split
+from .splits import element_coverage_warning, kfold_split, random_split, structure_elements
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
 
-__all__ = ["StructureDataset", "builtin_dataset", "kfold_split", "load_dataset", "random_split", "FORMATS"]
+__all__ = [
+    "StructureDataset",
+    "builtin_dataset",
+    "element_coverage_warning",
+    "kfold_split",
+    "load_dataset",
+    "random_split",
+    "structure_elements",
+    "FORMATS",
+]
 
 _GLOB_CHARS = set("*?[")
 
@@ -164,7 +173,11 @@ def load_dataset(
 
 
 def builtin_dataset(
-    name: str, targets: Sequence[str] | str | None = None, cache_dir=None, progress: bool = False
+    name: str,
+    targets: Sequence[str] | str | None = None,
+    cache_dir=None,
+    progress: bool = False,
+    size: int | None = None,
 ) -> StructureDataset:
     """A bundled default dataset ("pretrain" or "finetune"), generated deterministically with ase and cached.
 
@@ -174,11 +187,17 @@ def builtin_dataset(
             eV/atom, for finetune).
         cache_dir: folder of the cache, as in `load_dataset`; False disables caching.
         progress: print what is generated or reloaded to stderr.
+        size: number of structures (default: the dataset's own, 3,000 for pretrain and 500 for finetune); a smaller
+            size gives the first structures of the same draw.
 
     Returns:
         A StructureDataset, items as in `load_dataset`.
     """
     available, default = _builtin.builtin_info(name)
+    params = _builtin.builtin_params(name, size)
     targets = default if targets is None else _normalize_targets(targets)
-    description = {"builtin": name, "builtin_version": _builtin.BUILTIN_VERSION, "targets": targets}
-    return _cached(description, cache_dir, lambda: _builtin.generate(name, targets), f"builtin:{name}", progress)
+    # Everything that changes the data is in the key: the generator version, its parameters (size, seed), the labels.
+    description = {"builtin": name, "builtin_version": _builtin.BUILTIN_VERSION, "params": params, "targets": targets}
+    return _cached(
+        description, cache_dir, lambda: _builtin.generate(name, targets, params), f"builtin:{name}", progress
+    )

@@ -42,11 +42,15 @@ def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def random_split(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 111) -> dict[str, torch.Tensor]:
+def random_split(
+    n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 111, elements: Sequence | None = None
+) -> dict[str, torch.Tensor]:
     """Random partition of range(n) into {"train", "val", "test"} LongTensors (each sorted ascending).
 
     `fractions` are three non-negative numbers summing to 1; every index lands in exactly one split. The same
-    (n, fractions, seed) always gives the same split.
+    (n, fractions, seed) always gives the same split. With `elements` (per structure, its atomic numbers, e.g.
+    `structure_elements(dataset)`) the split is element-aware: a val/test structure with an element that no training
+    structure has is moved to train (see `cover_elements`), so validation never measures pure extrapolation.
     """
     n = _check_n(n)
     try:
@@ -62,10 +66,79 @@ def random_split(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int
     perm = _permutation(n, seed)
     counts = split_counts(n, fractions)
     bounds = np.cumsum([0] + counts)
-    return {
+    split = {
         name: torch.from_numpy(np.sort(perm[bounds[k] : bounds[k + 1]]).astype(np.int64))
         for k, name in enumerate(SPLIT_NAMES)
     }
+    if elements is not None:
+        if len(elements) != n:
+            raise ValueError(f"fpcore.data: elements has {len(elements)} entries for {n} structures")
+        split = cover_elements(split, elements)
+    return split
+
+
+def structure_elements(dataset) -> list[frozenset[int]]:
+    """The set of atomic numbers of every structure of a StructureDataset (or any dataset of Data with `z`)."""
+    flat = getattr(dataset, "_flat", None)
+    if flat is not None:
+        numbers, offsets = np.asarray(flat.numbers), np.asarray(flat.offsets)
+        return [frozenset(np.unique(numbers[offsets[k] : offsets[k + 1]]).tolist()) for k in range(len(offsets) - 1)]
+    return [frozenset(torch.unique(dataset[k].z).tolist()) for k in range(len(dataset))]
+
+
+def _as_lists(split) -> dict[str, list[int]]:
+    return {
+        name: [int(i) for i in (split[name].tolist() if torch.is_tensor(split[name]) else split[name])]
+        for name in SPLIT_NAMES
+    }
+
+
+def uncovered_elements(split, elements: Sequence) -> dict[str, dict[int, list[int]]]:
+    """For val and test: {atomic number absent from every training structure: [structure indices holding it]}."""
+    lists = _as_lists(split)
+    covered = set().union(*(elements[i] for i in lists["train"])) if lists["train"] else set()
+    out = {}
+    for name in ("val", "test"):
+        missing: dict[int, list[int]] = {}
+        for i in lists[name]:
+            for z in sorted(set(elements[i]) - covered):
+                missing.setdefault(int(z), []).append(i)
+        out[name] = missing
+    return out
+
+
+def cover_elements(split, elements: Sequence) -> dict[str, torch.Tensor]:
+    """Moves every val/test structure holding an element absent from train into train (deterministic; moving one
+    only adds elements to train, so one pass suffices). Returns sorted LongTensors like `random_split`."""
+    lists = _as_lists(split)
+    moved = set()
+    for per_element in uncovered_elements(lists, elements).values():
+        for indices in per_element.values():
+            moved.update(indices)
+    out = {
+        "train": sorted(set(lists["train"]) | moved),
+        "val": [i for i in lists["val"] if i not in moved],
+        "test": [i for i in lists["test"] if i not in moved],
+    }
+    return {name: torch.tensor(out[name], dtype=torch.int64) for name in SPLIT_NAMES}
+
+
+def element_coverage_warning(split, elements: Sequence) -> str | None:
+    """One line naming the val/test elements that the training split lacks (None when every element is covered)."""
+    from ase.data import chemical_symbols
+
+    parts = []
+    for name, missing in uncovered_elements(split, elements).items():
+        if missing:
+            n_structures = len({i for indices in missing.values() for i in indices})
+            symbols = ", ".join(chemical_symbols[z] for z in missing)
+            parts.append(f"{name}: {symbols} ({n_structures} structure(s))")
+    if not parts:
+        return None
+    return (
+        "element(s) absent from the training split appear in " + "; ".join(parts) + ": the model extrapolates there "
+        "and their errors can dominate the metric (use more data, another split seed, or a split file)"
+    )
 
 
 def kfold_split(n: int, k: int = 5, seed: int = 111) -> list[dict[str, torch.Tensor]]:

@@ -29,7 +29,7 @@ from torch.utils.data import DistributedSampler, Subset
 
 from .. import __version__
 from .._io import atomic_open, atomic_write_json, atomic_write_text
-from ..data.splits import random_split
+from ..data.splits import element_coverage_warning, random_split, structure_elements
 from ..models import canonical_backbone_name
 from . import distributed as D
 from .augment import augment_batch, augmentation_active
@@ -66,9 +66,10 @@ def load_data(config: dict, objectives: dict):
     )
 
 
-def make_split(n: int, config: dict, run_dir: pathlib.Path, resume: bool) -> dict[str, list[int]]:
+def make_split(n: int, config: dict, run_dir: pathlib.Path, resume: bool, elements=None) -> dict[str, list[int]]:
     """The run's split: its own split.json on resume, data.split_file when given, else
-    fpcore.data.random_split(n, data.split (normalised), data.split_seed) -- the experiment runner's function."""
+    fpcore.data.random_split(n, data.split (normalised), data.split_seed) -- the experiment runner's function;
+    element-aware (val/test structures with an element missing from train move to train) when `elements` is given."""
     split_path = run_dir / "split.json"
     source = (
         split_path if resume else (pathlib.Path(config["data"]["split_file"]) if config["data"]["split_file"] else None)
@@ -86,7 +87,7 @@ def make_split(n: int, config: dict, run_dir: pathlib.Path, resume: bool) -> dic
         return {k: [int(i) for i in split[k]] for k in ("train", "val", "test")}
     fractions = [float(f) for f in config["data"]["split"]]
     total = sum(fractions)
-    split = random_split(n, [f / total for f in fractions], seed=int(config["data"]["split_seed"]))
+    split = random_split(n, [f / total for f in fractions], seed=int(config["data"]["split_seed"]), elements=elements)
     if len(split["train"]) < 1:
         raise ValueError(f"data.split {config['data']['split']} leaves no training structure out of {n}")
     return {k: v.tolist() for k, v in split.items()}
@@ -653,7 +654,14 @@ def run_training(
                 raise ValueError("the dataset is empty")
             if resume:
                 check_resume_data(resume_payload, dataset, run_dir / "last.pt")
-            split = make_split(len(dataset), config, run_dir, resume)
+            elements = structure_elements(dataset)
+            # The bundled data gets an element-aware split; any data gets a warning when val/test hold an element
+            # that training lacks (the cause of pre-training validation spikes on the old bundled set).
+            builtin = str(config["data"]["source"]).startswith("builtin:")
+            split = make_split(len(dataset), config, run_dir, resume, elements=elements if builtin else None)
+            coverage = element_coverage_warning(split, elements)
+            if coverage and info.is_main:
+                warnings.warn(f"fpcore-train {kind}: {coverage}", stacklevel=2)
             folder.prepare()
             if info.is_main and not resume:
                 atomic_write_text(run_dir / "config.yaml", dump_config(config))
