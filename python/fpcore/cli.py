@@ -7,6 +7,7 @@
   fpcore-train predict   runs/x/best.pt structures.extxyz -o pred.csv
   fpcore-train convert   old.pt new.pt                                  checkpoint of an older format -> current
   fpcore-train experiment --config experiments/paper.yaml --scale cpu   pre-training arms vs. baseline, tasks x seeds
+  fpcore-train compare                                                   bundled default: finetune vs. train, 3 seeds
 
 The same command runs under `torchrun --nproc_per_node=N fpcore-train ...` (DDP).
 An expected failure (bad input, config, file or folder) prints one line `fpcore-train: error: ...` and exits with
@@ -108,7 +109,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--out", help="results folder (default: the config's out)")
     x.add_argument("--data-root", help="folder the data paths are relative to (default: the config's data_root)")
+    c = sub.add_parser(
+        "compare",
+        help="the bundled default: fine-tuned vs. trained from scratch, 3 seeds, identical budgets (~5 min on 2 cores)",
+        description="Pre-trains once (pretrain.yaml), then per seed trains from scratch and fine-tunes (finetune.yaml) "
+        "on the same split; prints the test-MAE table and writes compare.png. Resumes an interrupted comparison.",
+    )
+    c.add_argument("--out", default=None, help="results folder (default: results/first_run)")
+    c.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an experiment key, e.g. --set seeds=[1,2,3,4,5] --set finetune.trainer.optim.epochs=40",
+    )
     return p
+
+
+def _compare(args) -> int:
+    from .experiments.compare import compare_config, run_compare
+
+    summary = run_compare(compare_config(args.set, out=args.out))
+    if _is_main():
+        print(summary["table"], end="")
+        for what, path in summary["files"].items():
+            print(f"[fpcore-compare]   {what}: {path}")
+    return 0
 
 
 def _experiment(args) -> int:
@@ -232,6 +258,7 @@ def main(argv=None) -> int:
         "predict": _predict,
         "experiment": _experiment,
         "convert": _convert,
+        "compare": _compare,
     }
     try:
         return handlers[args.command](args)

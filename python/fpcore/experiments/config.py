@@ -97,9 +97,14 @@ def _max_structures(value, where: str):
     return value
 
 
-def load_experiment_config(path, scale: str | None = None, overrides=(), data_root=None, out=None) -> dict:
-    """The merged, validated experiment config (paths still relative to data_root, which is made absolute)."""
-    raw = read_yaml(path)
+def load_experiment_config(
+    path, scale: str | None = None, overrides=(), data_root=None, out=None, raw: dict | None = None
+) -> dict:
+    """The merged, validated experiment config (paths still relative to data_root, which is made absolute).
+
+    `raw`, when given, is the file's content already read (and completed, as `fpcore-train compare` does); `path` then
+    only names the experiment (the default results folder is results/<path stem>)."""
+    raw = read_yaml(path) if raw is None else raw
     _check_keys(raw, TOP_KEYS, "<top>")
     scales = raw.get("scales") or {}
     if not isinstance(scales, dict):
