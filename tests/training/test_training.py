@@ -105,7 +105,9 @@ def test_pretrain_targets_cache_and_finetune_starts_from_pretrained_backbone(tmp
     # The cached targets are the on-the-fly ones.
     info, device = D.setup("cpu")
     split = json.loads((tmp_path / "pre" / "split.json").read_text())
-    fly = Trainer("pretrain", config("pretrain", TOY_FINGERPRINTS), tmp_path / "pre", info, device, unlabelled, split)
+    # The packaged pretrain.yaml caches (descriptor.cache: true); the on-the-fly reference turns it off.
+    fly_cfg = config("pretrain", TOY_FINGERPRINTS, "descriptor.cache=false")
+    fly = Trainer("pretrain", fly_cfg, tmp_path / "pre", info, device, unlabelled, split)
     cached = Trainer("pretrain", pre_cfg, tmp_path / "pre", info, device, unlabelled, split)
     batch = next(iter(fly.train_loader))
     cached_fp, fly_fp = cached.objectives["fingerprints"], fly.objectives["fingerprints"]
