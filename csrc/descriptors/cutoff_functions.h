@@ -5,11 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#if defined(__CUDACC__)
-#define FPCORE_CUTOFF_HD __host__ __device__ __forceinline__
-#else
-#define FPCORE_CUTOFF_HD inline
-#endif
+#include "common/host_device.h"
 
 namespace fpcore {
 
@@ -17,7 +13,7 @@ enum class CutoffFunction : int64_t { Cosine = 0, Tanh = 1, Poly1 = 2, Poly2 = 3
 
 // Value and derivative with respect to d. `value` and `derivative` are written even outside rc (0).
 template <typename T>
-FPCORE_CUTOFF_HD void cutoff_function(CutoffFunction kind, T d, T rc, T& value, T& derivative) {
+FPCORE_HD void cutoff_function(CutoffFunction kind, T d, T rc, T& value, T& derivative) {
   value = T(0);
   derivative = T(0);
   if (!(d < rc)) return;

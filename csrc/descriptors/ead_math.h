@@ -10,11 +10,7 @@
 
 #include "descriptors/cutoff_functions.h"
 
-#if defined(__CUDACC__)
-#define FPCORE_EAD_HD __host__ __device__ __forceinline__
-#else
-#define FPCORE_EAD_HD inline
-#endif
+#include "common/host_device.h"
 
 namespace fpcore {
 namespace ead {
@@ -24,19 +20,19 @@ namespace ead {
 constexpr int kMaxL = 8;
 constexpr int kMaxMonomials = (kMaxL + 1) * (kMaxL + 2) * (kMaxL + 3) / 6;
 
-FPCORE_EAD_HD int64_t n_monomials(int64_t L) {
+FPCORE_HD int64_t n_monomials(int64_t L) {
   return (L + 1) * (L + 2) * (L + 3) / 6;
 }
 
 template <typename T>
-FPCORE_EAD_HD T factorial(int n) {
+FPCORE_HD T factorial(int n) {
   T f = T(1);
   for (int k = 2; k <= n; ++k) f *= T(k);
   return f;
 }
 
 template <typename T>
-FPCORE_EAD_HD void powers(T x, T y, T z, int L, T* px, T* py, T* pz) {
+FPCORE_HD void powers(T x, T y, T z, int L, T* px, T* py, T* pz) {
   px[0] = py[0] = pz[0] = T(1);
   for (int k = 1; k <= L; ++k) {
     px[k] = px[k - 1] * x;
@@ -46,7 +42,7 @@ FPCORE_EAD_HD void powers(T x, T y, T z, int L, T* px, T* py, T* pz) {
 }
 
 template <typename T>
-FPCORE_EAD_HD void monomials(const T* px, const T* py, const T* pz, int L, T* mono) {
+FPCORE_HD void monomials(const T* px, const T* py, const T* pz, int L, T* mono) {
   int m = 0;
   for (int l = 0; l <= L; ++l)
     for (int lx = l; lx >= 0; --lx)
@@ -55,8 +51,8 @@ FPCORE_EAD_HD void monomials(const T* px, const T* py, const T* pz, int L, T* mo
 
 // sum_m b[m] * grad(x^lx y^ly z^lz), same monomial order as `monomials`.
 template <typename T>
-FPCORE_EAD_HD void contract_monomial_gradient(const T* px, const T* py, const T* pz, int L, const T* b, T& gx, T& gy,
-                                              T& gz) {
+FPCORE_HD void contract_monomial_gradient(const T* px, const T* py, const T* pz, int L, const T* b, T& gx, T& gy,
+                                          T& gz) {
   gx = gy = gz = T(0);
   int m = 0;
   for (int l = 0; l <= L; ++l)
@@ -79,8 +75,8 @@ struct Params {
 
 // rho (K x M, overwritten) of the centre whose pairs are p0 .. p1-1.
 template <typename T>
-FPCORE_EAD_HD void accumulate_density(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0,
-                                      int64_t p1, const T* eta, const T* rs, const Params& prm, T* rho) {
+FPCORE_HD void accumulate_density(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0,
+                                  int64_t p1, const T* eta, const T* rs, const Params& prm, T* rho) {
   const int64_t K = prm.n_eta * prm.n_rs;
   const int64_t M = n_monomials(prm.L);
   const T rc = T(prm.rc);
@@ -107,7 +103,7 @@ FPCORE_EAD_HD void accumulate_density(const T* vectors, const int64_t* nbr_j, co
 
 // Features ((L + 1) * K) of one centre from its rho.
 template <typename T>
-FPCORE_EAD_HD void features_from_density(const T* rho, const Params& prm, T* out) {
+FPCORE_HD void features_from_density(const T* rho, const Params& prm, T* out) {
   const int64_t K = prm.n_eta * prm.n_rs;
   const int64_t M = n_monomials(prm.L);
   const T rc2 = T(prm.rc) * T(prm.rc);
@@ -128,7 +124,7 @@ FPCORE_EAD_HD void features_from_density(const T* rho, const Params& prm, T* out
 // Turns rho into A = dLoss/drho in place, given g = dLoss/dX of the centre:
 // A[k, m] = 2 rho[k, m] / (lx! ly! lz!) * sum_{l >= |m|} g[l, k] l! / Rc^(2l).
 template <typename T>
-FPCORE_EAD_HD void density_adjoint(const T* grad_out, const Params& prm, T* rho) {
+FPCORE_HD void density_adjoint(const T* grad_out, const Params& prm, T* rho) {
   const int64_t K = prm.n_eta * prm.n_rs;
   const int64_t M = n_monomials(prm.L);
   const T rc2 = T(prm.rc) * T(prm.rc);
@@ -150,9 +146,8 @@ FPCORE_EAD_HD void density_adjoint(const T* grad_out, const Params& prm, T* rho)
 
 // grad_vectors of pairs p0 .. p1-1 from the adjoint A (K x M) of their centre.
 template <typename T>
-FPCORE_EAD_HD void pair_gradients(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0,
-                                  int64_t p1, const T* eta, const T* rs, const Params& prm, const T* adj,
-                                  T* grad_vectors) {
+FPCORE_HD void pair_gradients(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0, int64_t p1,
+                              const T* eta, const T* rs, const Params& prm, const T* adj, T* grad_vectors) {
   const int64_t M = n_monomials(prm.L);
   const T rc = T(prm.rc);
   T px[kMaxL + 1], py[kMaxL + 1], pz[kMaxL + 1], mono[kMaxMonomials], b[kMaxMonomials];

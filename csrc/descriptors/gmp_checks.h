@@ -1,6 +1,6 @@
 #pragma once
 // Argument validation of fpcore::gmp / gmp_backward shared by the CPU and CUDA kernels, and the raw
-// table views. Index contents (j, species) are range-checked by the CPU kernel and by the Python layer.
+// table views. Index contents (row_ptr, j, species) are checked by common/index_checks.h on both backends.
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
@@ -87,6 +87,29 @@ inline void check_feature_tables(const at::Tensor& group_ptr_in, const at::Tenso
       TORCH_CHECK(gf[q] >= 0 && gf[q] < F, "fpcore.gmp: 'group_features' entry out of range");
       TORCH_CHECK(o[gf[q]] <= gm[k], "fpcore.gmp: feature order exceeds its group's max order");
     }
+  }
+}
+
+// grad_features (N, F), moments (N, n_moments) and the optional grad_moments (like moments) of
+// gmp_backward: shape, dtype and device of 'vectors'.
+inline void check_backward_inputs(const at::Tensor& grad_features, const c10::optional<at::Tensor>& grad_moments,
+                                  const at::Tensor& moments, const at::Tensor& vectors, int64_t n_atoms,
+                                  int64_t n_features, int64_t n_moments) {
+  TORCH_CHECK(grad_features.sizes() == at::IntArrayRef({n_atoms, n_features}) &&
+                  grad_features.scalar_type() == vectors.scalar_type(),
+              "fpcore.gmp_backward: 'grad_features' must be (N, F) = (", n_atoms, ", ", n_features,
+              ") of the dtype of 'vectors', got ", grad_features.sizes(), " ", grad_features.scalar_type());
+  TORCH_CHECK(
+      moments.sizes() == at::IntArrayRef({n_atoms, n_moments}) && moments.scalar_type() == vectors.scalar_type(),
+      "fpcore.gmp_backward: 'moments' must be (N, n_moments) = (", n_atoms, ", ", n_moments,
+      ") of the dtype of 'vectors', got ", moments.sizes(), " ", moments.scalar_type());
+  check_same_device(vectors, "vectors", grad_features, "grad_features");
+  check_same_device(vectors, "vectors", moments, "moments");
+  if (grad_moments.has_value() && grad_moments->defined()) {
+    TORCH_CHECK(grad_moments->sizes() == moments.sizes() && grad_moments->scalar_type() == vectors.scalar_type(),
+                "fpcore.gmp_backward: 'grad_moments' must match 'moments' (", moments.sizes(), "), got ",
+                grad_moments->sizes());
+    check_same_device(vectors, "vectors", *grad_moments, "grad_moments");
   }
 }
 

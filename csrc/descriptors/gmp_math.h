@@ -13,11 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FPCORE_GMP_HD __host__ __device__ __forceinline__
-#else
-#define FPCORE_GMP_HD inline
-#endif
+#include "common/host_device.h"
 
 namespace fpcore {
 namespace gmp {
@@ -26,7 +22,7 @@ constexpr int kMaxOrder = 9;
 constexpr int kMaxMonomials = 55;  // (9 + 1)(9 + 2) / 2
 constexpr int kGroupConsts = 5;    // C2, lam, v = 1/(2 gamma), max inclusion radius^2, group index k
 
-FPCORE_GMP_HD int n_monomials(int64_t order) {
+FPCORE_HD int n_monomials(int64_t order) {
   return order < 0 ? 1 : static_cast<int>((order + 1) * (order + 2) / 2);
 }
 
@@ -50,7 +46,7 @@ struct Tables {
 
 // P_k(u) = E[(u + t)^k], t ~ N(0, v): P_{k+1} = u P_k + k v P_{k-1} (Gaussian integration by parts).
 template <typename T>
-FPCORE_GMP_HD void gaussian_moments(T u, T v, int n, T* P) {
+FPCORE_HD void gaussian_moments(T u, T v, int n, T* P) {
   P[0] = T(1);
   if (n >= 1) P[1] = u;
   for (int k = 1; k < n; ++k) P[k + 1] = u * P[k] + T(k) * v * P[k - 1];
@@ -67,7 +63,7 @@ FPCORE_GMP_HD void gaussian_moments(T u, T v, int n, T* P) {
 #endif
 
 template <int N, typename T, typename Add>
-FPCORE_GMP_HD void add_monomials(T e, const T* Px, const T* Py, const T* Pz, int64_t m, Add& add) {
+FPCORE_HD void add_monomials(T e, const T* Px, const T* Py, const T* Pz, int64_t m, Add& add) {
   FPCORE_GMP_UNROLL
   for (int a = N; a >= 0; --a) {
     const T ea = e * Px[a];
@@ -78,7 +74,7 @@ FPCORE_GMP_HD void add_monomials(T e, const T* Px, const T* Py, const T* Pz, int
 
 // Adds the contribution of one neighbour entry (x, y, z) of element s to the moments Q via add(m, value).
 template <typename T, typename Add>
-FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s, Add&& add) {
+FPCORE_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s, Add&& add) {
   using std::exp;
   const T d2 = x * x + y * y + z * z;
   T Px[kMaxOrder + 1], Py[kMaxOrder + 1], Pz[kMaxOrder + 1];
@@ -143,7 +139,7 @@ FPCORE_GMP_HD void accumulate_entry(const Tables<T>& t, T x, T y, T z, int64_t s
 
 // Gradient of sum_m G[m] Q[m] with respect to the entry vector (x, y, z) (self term excluded by caller).
 template <typename T>
-FPCORE_GMP_HD void entry_gradient(const Tables<T>& t, T x, T y, T z, int64_t s, const T* G, T* grad) {
+FPCORE_HD void entry_gradient(const Tables<T>& t, T x, T y, T z, int64_t s, const T* G, T* grad) {
   using std::exp;
   const T d2 = x * x + y * y + z * z;
   T Px[kMaxOrder + 1], Py[kMaxOrder + 1], Pz[kMaxOrder + 1];
@@ -206,7 +202,7 @@ FPCORE_GMP_HD void entry_gradient(const Tables<T>& t, T x, T y, T z, int64_t s, 
 
 // Feature value of f from the centre's moments Q (sqrt of the multinomial-weighted sum of S^2).
 template <typename T>
-FPCORE_GMP_HD T feature_value(const Tables<T>& t, int64_t f, const T* Q, bool square) {
+FPCORE_HD T feature_value(const Tables<T>& t, int64_t f, const T* Q, bool square) {
   using std::fabs;
   using std::sqrt;
   const int n = static_cast<int>(t.orders[f]);
@@ -226,7 +222,7 @@ FPCORE_GMP_HD T feature_value(const Tables<T>& t, int64_t f, const T* Q, bool sq
 
 // dL/dQ_f[m] from dL/dx_f (added into G): d||S||/dS = w S / ||S||, 0 where the norm is 0.
 template <typename T>
-FPCORE_GMP_HD void feature_backward(const Tables<T>& t, int64_t f, const T* Q, T grad_out, bool square, T* G) {
+FPCORE_HD void feature_backward(const Tables<T>& t, int64_t f, const T* Q, T grad_out, bool square, T* G) {
   using std::sqrt;
   const int n = static_cast<int>(t.orders[f]);
   const T* q = Q + t.offsets[f];

@@ -11,11 +11,7 @@
 
 #include "descriptors/cutoff_functions.h"
 
-#if defined(__CUDACC__)
-#define FPCORE_WACSF_HD __host__ __device__ __forceinline__
-#else
-#define FPCORE_WACSF_HD inline
-#endif
+#include "common/host_device.h"
 
 namespace fpcore {
 namespace wacsf {
@@ -26,7 +22,7 @@ using std::exp;
 using std::pow;
 using std::sqrt;
 
-// One angular block (G4 or G5). Pointers index a packed parameter table (see wacsf_params.h).
+// One angular block (G4 or G5). Pointers index a packed parameter table (see wacsf_checks.h).
 template <typename T>
 struct Angular {
   int64_t n_zeta = 0, n_lambda = 0, n_eta = 0, n_rs = 0;
@@ -38,9 +34,9 @@ struct Angular {
   const T* eta = nullptr;        // (n_eta)
   const T* rs_factor = nullptr;  // (n_eta, n_rs) exp(m eta Rs^2), m = 3 (G4) or 2 (G5)
 
-  FPCORE_WACSF_HD int64_t n_zl() const { return n_zeta * n_lambda; }
-  FPCORE_WACSF_HD int64_t n_features() const { return n_zeta * n_lambda * n_eta * n_rs; }
-  FPCORE_WACSF_HD bool active() const { return n_features() > 0; }
+  FPCORE_HD int64_t n_zl() const { return n_zeta * n_lambda; }
+  FPCORE_HD int64_t n_features() const { return n_zeta * n_lambda * n_eta * n_rs; }
+  FPCORE_HD bool active() const { return n_features() > 0; }
 };
 
 template <typename T>
@@ -57,12 +53,12 @@ struct Params {
   // Per-centre workspace: A and dA/dcos (n_zl each) plus W (n_zl * n_eta) per angular block.
   int64_t centre_stride = 0;
 
-  FPCORE_WACSF_HD bool any_angular() const { return block[0].active() || block[1].active(); }
+  FPCORE_HD bool any_angular() const { return block[0].active() || block[1].active(); }
 };
 
 // x^n for integer n >= 0 by repeated squaring (integral zeta: faster than pow and exact for n = 1).
 template <typename T>
-FPCORE_WACSF_HD T int_pow(T x, int64_t n) {
+FPCORE_HD T int_pow(T x, int64_t n) {
   T result = T(1);
   while (n > 0) {
     if (n & 1) result *= x;
@@ -79,7 +75,7 @@ FPCORE_WACSF_HD T int_pow(T x, int64_t n) {
 // For non-integral zeta h is clamped at 0: |lambda| <= 1 is enforced there, so a negative base is rounding noise
 // (the reference's np.power would give NaN; the limit value is 0). zeta >= 1 keeps the derivative finite at 0.
 template <typename T>
-FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li, T cos_theta, T& value, T& derivative) {
+FPCORE_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li, T cos_theta, T& value, T& derivative) {
   const T lambda = b.lambda[li];
   const int64_t n = static_cast<int64_t>(b.zeta_int[zi]);
   T h = (T(1) + lambda * cos_theta) * T(0.5);
@@ -96,8 +92,8 @@ FPCORE_WACSF_HD void angular_factor(const Angular<T>& b, int64_t zi, int64_t li,
 
 // Fills the per-entry cache of one centre and adds the G2 features (out must start at zero).
 template <typename T>
-FPCORE_WACSF_HD void pair_terms(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
-                                T* cache, T* out) {
+FPCORE_HD void pair_terms(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                          T* cache, T* out) {
   for (int64_t p = 0; p < n; ++p) {
     const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
     const T d = sqrt(x * x + y * y + z * z);
@@ -131,14 +127,14 @@ FPCORE_WACSF_HD void pair_terms(const Params<T>& P, int64_t n, const T* vec, con
 }
 
 template <typename T>
-FPCORE_WACSF_HD const T* block_radial(const Params<T>& P, const T* cache_row, int blk) {
+FPCORE_HD const T* block_radial(const Params<T>& P, const T* cache_row, int blk) {
   return cache_row + 3 + (blk == 1 && P.block[0].active() ? 2 * P.block[0].n_eta : 0);
 }
 
 // Features of one centre: out (n_features) is overwritten.
 template <typename T>
-FPCORE_WACSF_HD void centre_forward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
-                                    const int64_t* numbers, T* cache, T* work, T* out) {
+FPCORE_HD void centre_forward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                              T* cache, T* work, T* out) {
   for (int64_t f = 0; f < P.n_features; ++f) out[f] = T(0);
   pair_terms(P, n, vec, nbr, numbers, cache, out);
   if (!P.any_angular() || n < 2) return;
@@ -195,8 +191,8 @@ FPCORE_WACSF_HD void centre_forward(const Params<T>& P, int64_t n, const T* vec,
 
 // dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
 template <typename T>
-FPCORE_WACSF_HD void centre_backward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr,
-                                     const int64_t* numbers, const T* grad_out, T* cache, T* work, T* grad) {
+FPCORE_HD void centre_backward(const Params<T>& P, int64_t n, const T* vec, const int64_t* nbr, const int64_t* numbers,
+                               const T* grad_out, T* cache, T* work, T* grad) {
   for (int64_t k = 0; k < 3 * n; ++k) grad[k] = T(0);
   pair_terms(P, n, vec, nbr, numbers, cache, static_cast<T*>(nullptr));
   // G2: dG2/dd = Z exp(-eta t^2) (f_c' - 2 eta t f_c), t = d - Rs.

@@ -7,25 +7,12 @@
 
 #include <vector>
 
+#include "common/index_checks.h"
 #include "descriptors/ead_checks.h"
 #include "descriptors/ead_math.h"
 
 namespace fpcore {
 namespace {
-
-// Index checks that need the data (cheap on CPU; the CUDA kernel cannot do them without a sync).
-void check_indices_cpu(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, int64_t n_atoms, int64_t n_pairs) {
-  const int64_t* ptr = row_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(ptr[0] == 0 && ptr[n_atoms] == n_pairs, "fpcore.ead: 'row_ptr' must run from 0 to the number of pairs ",
-              n_pairs, ", got ", ptr[0], " .. ", ptr[n_atoms]);
-  for (int64_t i = 0; i < n_atoms; ++i)
-    TORCH_CHECK(ptr[i + 1] >= ptr[i], "fpcore.ead: 'row_ptr' must be non-decreasing (entry ", i + 1, ")");
-  if (n_pairs > 0) {
-    const int64_t lo = neighbors_j.min().item<int64_t>(), hi = neighbors_j.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < n_atoms, "fpcore.ead: 'neighbors_j' must index atoms 0..", n_atoms - 1, ", got ", lo,
-                "..", hi);
-  }
-}
 
 at::Tensor ead_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
                    const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
@@ -35,7 +22,7 @@ at::Tensor ead_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, c
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const int64_t n_atoms = numbers.size(0);
-  check_indices_cpu(row_ptr, neighbors_j, n_atoms, vectors.size(0));
+  check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
   at::Tensor out = at::zeros({n_atoms, F}, vectors.options());
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_cpu", [&] {
@@ -67,7 +54,7 @@ at::Tensor ead_backward_cpu(const at::Tensor& grad_output_in, const at::Tensor& 
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor grad_output = grad_output_in.contiguous();
-  check_indices_cpu(row_ptr, neighbors_j, n_atoms, vectors.size(0));
+  check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
   at::Tensor grad_vectors = at::zeros_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_backward_cpu", [&] {

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/index_checks.h"
 #include "descriptors/gmp_checks.h"
 #include "common/vector_math.h"
 #include "descriptors/gmp_math.h"
@@ -434,24 +435,6 @@ FPCORE_GMP_DEFINE(float)
 FPCORE_GMP_DEFINE(double)
 #undef FPCORE_GMP_DEFINE
 
-// Index contents: row_ptr a valid CSR over all pairs, j and species in range.
-void check_indices(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, const at::Tensor& species,
-                   int64_t n_species) {
-  const int64_t N = species.size(0), P = neighbors_j.size(0);
-  const int64_t* rp = row_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(rp[0] == 0 && rp[N] == P, "fpcore.gmp: 'row_ptr' must run from 0 to the number of pairs ", P, ", got ",
-              rp[0], "..", rp[N]);
-  for (int64_t i = 0; i < N; ++i)
-    TORCH_CHECK(rp[i] <= rp[i + 1], "fpcore.gmp: 'row_ptr' must be non-decreasing (atom ", i, ")");
-  const int64_t* j = neighbors_j.data_ptr<int64_t>();
-  for (int64_t p = 0; p < P; ++p)
-    TORCH_CHECK(j[p] >= 0 && j[p] < N, "fpcore.gmp: neighbors_j[", p, "] = ", j[p], " is not an atom index");
-  const int64_t* s = species.data_ptr<int64_t>();
-  for (int64_t i = 0; i < N; ++i)
-    TORCH_CHECK(s[i] >= 0 && s[i] < n_species, "fpcore.gmp: species[", i, "] = ", s[i],
-                " is outside the density table (", n_species, " rows)");
-}
-
 std::tuple<at::Tensor, at::Tensor> gmp_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
                                            const at::Tensor& neighbors_j_in, const at::Tensor& species_in,
                                            const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
@@ -471,7 +454,7 @@ std::tuple<at::Tensor, at::Tensor> gmp_cpu(const at::Tensor& vectors_in, const a
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
-  check_indices(row_ptr, neighbors_j, species, group_consts.size(1));
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
 
   const int64_t N = species.size(0), F = orders.size(0);
   at::Tensor features = at::zeros({N, F}, vectors.options());
@@ -505,17 +488,8 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
                     multiplicity_in, n_moments);
   gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const int64_t N = species_in.size(0), F = orders_in.size(0);
-  TORCH_CHECK(
-      grad_features_in.sizes() == at::IntArrayRef({N, F}) && grad_features_in.scalar_type() == vectors_in.scalar_type(),
-      "fpcore.gmp_backward: 'grad_features' must be (N, F) = (", N, ", ", F, ") of the dtype of 'vectors'");
-  TORCH_CHECK(
-      moments_in.sizes() == at::IntArrayRef({N, n_moments}) && moments_in.scalar_type() == vectors_in.scalar_type(),
-      "fpcore.gmp_backward: 'moments' must be (N, n_moments) of the dtype of 'vectors'");
+  gmp::check_backward_inputs(grad_features_in, grad_moments_in, moments_in, vectors_in, N, F, n_moments);
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
-  if (has_gm)
-    TORCH_CHECK(
-        grad_moments_in->sizes() == moments_in.sizes() && grad_moments_in->scalar_type() == vectors_in.scalar_type(),
-        "fpcore.gmp_backward: 'grad_moments' must match 'moments'");
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();
@@ -525,7 +499,7 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
   const at::Tensor grad_features = grad_features_in.contiguous(), moments = moments_in.contiguous();
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
-  check_indices(row_ptr, neighbors_j, species, group_consts.size(1));
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
 
   at::Tensor grad_vectors = at::zeros_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_backward_cpu", [&] {

@@ -10,30 +10,15 @@
 #include <atomic>
 #include <vector>
 
+#include "common/index_checks.h"
 #include "common/vector_math.h"
-#include "descriptors/wacsf_params.h"
+#include "descriptors/wacsf_checks.h"
 
 namespace fpcore {
 namespace wacsf {
 namespace {
 
 using List = at::ArrayRef<double>;
-
-// row_ptr must be a valid CSR pointer over the P entries, and every j an atom index.
-void check_index_values(const at::Tensor& row_ptr, const at::Tensor& neighbors_j, int64_t n_pairs) {
-  const int64_t n_atoms = row_ptr.size(0) - 1;
-  const int64_t* ptr = row_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(ptr[0] == 0 && ptr[n_atoms] == n_pairs,
-              "fpcore.wacsf: 'row_ptr' must start at 0 and end at the "
-              "number of pairs ",
-              n_pairs, ", got ", ptr[0], " .. ", ptr[n_atoms]);
-  for (int64_t i = 0; i < n_atoms; ++i)
-    TORCH_CHECK(ptr[i] <= ptr[i + 1], "fpcore.wacsf: 'row_ptr' must be non-decreasing (entry ", i, ")");
-  const int64_t* j = neighbors_j.data_ptr<int64_t>();
-  for (int64_t p = 0; p < n_pairs; ++p)
-    TORCH_CHECK(j[p] >= 0 && j[p] < n_atoms, "fpcore.wacsf: 'neighbors_j' entry ", p, " = ", j[p],
-                " is not an atom index in [0, ", n_atoms, ")");
-}
 
 // CPU-only restructuring of the maths of wacsf_math.h (same formulas, same per-column operations for
 // any parameter order). Per centre, the entries that can contribute are packed into contiguous
@@ -121,43 +106,6 @@ FPCORE_INLINE void angular_factors(const Angular<T>& b, T cos_theta, T* A, T* dA
       A[zi * b.n_lambda + li] = value;
       if (dA != nullptr) dA[zi * b.n_lambda + li] = derivative;
     }
-}
-
-// sin(pi u) and cos(pi u) for |u| <= 1/2 by their Taylor series (truncation below 2e-18, so the result
-// is within rounding of libm): inlined, branch-free, and several times cheaper than a cos call.
-template <typename T>
-FPCORE_INLINE T sin_pi_half(T u) {
-  const T v = u * u;
-  T s = T(5.392664662608129e-10);
-  s = s * v + T(-2.2948428997269873e-08);
-  s = s * v + T(7.952054001475513e-07);
-  s = s * v + T(-2.1915353447830217e-05);
-  s = s * v + T(0.00046630280576761255);
-  s = s * v + T(-0.0073704309457143504);
-  s = s * v + T(0.08214588661112823);
-  s = s * v + T(-0.5992645293207921);
-  s = s * v + T(2.5501640398773455);
-  s = s * v + T(-5.16771278004997);
-  s = s * v + T(3.141592653589793);
-  return s * u;
-}
-
-template <typename T>
-FPCORE_INLINE T cos_pi_half(T u) {
-  const T v = u * u;
-  T c = T(1.3768647280377414e-12);
-  c = c * v + T(-7.700707130601354e-11);
-  c = c * v + T(3.604730797462501e-09);
-  c = c * v + T(-1.3878952462213771e-07);
-  c = c * v + T(4.303069587032947e-06);
-  c = c * v + T(-0.0001046381049248457);
-  c = c * v + T(0.0019295743094039231);
-  c = c * v + T(-0.02580689139001406);
-  c = c * v + T(0.2353306303588932);
-  c = c * v + T(-1.3352627688545895);
-  c = c * v + T(4.0587121264167685);
-  c = c * v + T(-4.934802200544679);
-  return c * v + T(1);
 }
 
 // Row p of the triplet loops: for every partner q > p, r_jk^2, cos theta and (G4) f_c(r_jk), f_c'(r_jk)
@@ -697,7 +645,7 @@ at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const int64_t n_atoms = row_ptr.size(0) - 1;
-  check_index_values(row_ptr, neighbors_j, vectors.size(0));
+  check_index_values("fpcore.wacsf", row_ptr, neighbors_j);
   at::Tensor out = at::empty({n_atoms, h.n_features}, vectors.options());
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "wacsf_cpu", [&] {
     std::vector<scalar_t> table(h.table.begin(), h.table.end());
@@ -726,7 +674,7 @@ at::Tensor wacsf_backward_cpu(const at::Tensor& grad_in, const at::Tensor& vecto
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor grad = grad_in.contiguous();
-  check_index_values(row_ptr, neighbors_j, vectors.size(0));
+  check_index_values("fpcore.wacsf", row_ptr, neighbors_j);
   at::Tensor grad_vectors = at::empty_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "wacsf_backward_cpu", [&] {
     std::vector<scalar_t> table(h.table.begin(), h.table.end());

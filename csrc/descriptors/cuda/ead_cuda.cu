@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/index_checks.h"
 #include "descriptors/ead_checks.h"
 #include "descriptors/ead_math.h"
 
@@ -59,6 +60,7 @@ at::Tensor ead_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, 
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
+  check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const int64_t n_atoms = numbers.size(0);
   const int64_t scratch_size = prm.n_eta * prm.n_rs * ead::n_monomials(prm.L), F = ead::n_features(prm);
   at::Tensor out = at::zeros({n_atoms, F}, vectors.options());
@@ -88,6 +90,7 @@ at::Tensor ead_backward_cuda(const at::Tensor& grad_output_in, const at::Tensor&
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
+  check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const at::Tensor grad_output = grad_output_in.contiguous();
   const int64_t scratch_size = prm.n_eta * prm.n_rs * ead::n_monomials(prm.L), F = ead::n_features(prm);
   at::Tensor grad_vectors = at::zeros_like(vectors);

@@ -1,14 +1,14 @@
 // CUDA kernels of fpcore::gmp and fpcore::gmp_backward: one thread block per centre atom, threads
 // stride over the centre's pairs; the centre's moments live in shared memory (shared-memory atomics
 // in the forward; the backward gives each pair's gradient to exactly one thread, so it needs none).
-// Index contents (j, species, row_ptr) are trusted here: the Python layer builds them, and the CPU
-// kernel range-checks them.
+// Index contents (row_ptr, j, species) are checked on the device first (common/index_checks.h).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/index_checks.h"
 #include "descriptors/gmp_checks.h"
 #include "descriptors/gmp_math.h"
 
@@ -85,6 +85,7 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
   const int64_t N = species.size(0), F = orders.size(0);
   at::Tensor features = at::zeros({N, F}, vectors.options());
   at::Tensor moments = at::zeros({N, n_moments}, vectors.options());
@@ -114,19 +115,8 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
                     multiplicity_in, n_moments);
   gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const int64_t N = species_in.size(0), F = orders_in.size(0);
-  TORCH_CHECK(grad_features_in.sizes() == at::IntArrayRef({N, F}) &&
-                  grad_features_in.scalar_type() == vectors_in.scalar_type() &&
-                  grad_features_in.device() == vectors_in.device(),
-              "fpcore.gmp_backward: 'grad_features' must be (N, F) = (", N, ", ", F, ") like 'vectors'");
-  TORCH_CHECK(moments_in.sizes() == at::IntArrayRef({N, n_moments}) &&
-                  moments_in.scalar_type() == vectors_in.scalar_type() && moments_in.device() == vectors_in.device(),
-              "fpcore.gmp_backward: 'moments' must be (N, n_moments) like 'vectors'");
+  gmp::check_backward_inputs(grad_features_in, grad_moments_in, moments_in, vectors_in, N, F, n_moments);
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
-  if (has_gm)
-    TORCH_CHECK(grad_moments_in->sizes() == moments_in.sizes() &&
-                    grad_moments_in->scalar_type() == vectors_in.scalar_type() &&
-                    grad_moments_in->device() == vectors_in.device(),
-                "fpcore.gmp_backward: 'grad_moments' must match 'moments'");
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
@@ -135,6 +125,7 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
   const at::Tensor grad_features = grad_features_in.contiguous(), moments = moments_in.contiguous();
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
   at::Tensor grad_vectors = at::zeros_like(vectors);

@@ -3,8 +3,7 @@
 // per-centre workspace live in global scratch buffers (memory linear in pairs). Each entry belongs
 // to one centre, so the backward writes its rows without atomics.
 //
-// Index values (row_ptr, neighbors_j) are trusted here: checking them would need a device sync.
-// They come from fpcore's neighbor list; the CPU kernel validates them.
+// Index values (row_ptr, neighbors_j) are checked on the device first (common/index_checks.h).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 // c10's stream header (the stream at::cuda::getCurrentCUDAStream returns) avoids ATen/cuda's
@@ -14,7 +13,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "descriptors/wacsf_params.h"
+#include "common/index_checks.h"
+#include "descriptors/wacsf_checks.h"
 
 namespace fpcore {
 namespace wacsf {
@@ -62,6 +62,7 @@ Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at:
   s.row_ptr = row_ptr.contiguous();
   s.neighbors_j = neighbors_j.contiguous();
   s.numbers = numbers.contiguous();
+  check_index_values("fpcore.wacsf", s.row_ptr, s.neighbors_j);
   const auto options = vectors.options();
   // The small parameter table travels to the device once per call, converted to the kernel dtype.
   s.table = at::tensor(s.h.table, at::TensorOptions().dtype(at::kDouble)).to(options);
@@ -74,9 +75,10 @@ at::Tensor wacsf_cuda(const at::Tensor& vectors, const at::Tensor& row_ptr, cons
                       const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
                       List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
                       double cutoff) {
-  const c10::cuda::CUDAGuard guard(vectors.device());
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
+  // After the argument checks in prepare(), so mixed-device inputs get fpcore's message.
+  const c10::cuda::CUDAGuard guard(vectors.device());
   const int64_t n_atoms = row_ptr.size(0) - 1;
   at::Tensor out = at::empty({n_atoms, s.h.n_features}, vectors.options());
   if (n_atoms == 0 || s.h.n_features == 0) return out;
@@ -97,11 +99,12 @@ at::Tensor wacsf_backward_cuda(const at::Tensor& grad_features, const at::Tensor
                                const at::Tensor& neighbors_j, const at::Tensor& numbers, List g2_eta, List g2_rs,
                                List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
                                List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
-  const c10::cuda::CUDAGuard guard(vectors.device());
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
   const int64_t n_atoms = row_ptr.size(0) - 1;
   check_grad(grad_features, vectors, n_atoms, s.h.n_features);
+  // After the argument checks, so mixed-device inputs get fpcore's message.
+  const c10::cuda::CUDAGuard guard(vectors.device());
   const at::Tensor grad = grad_features.contiguous();
   at::Tensor grad_vectors = at::zeros_like(s.vectors);
   if (n_atoms == 0 || s.h.n_features == 0) return grad_vectors;

@@ -24,7 +24,7 @@ import torch
 from . import _wacsf_ops
 from .base import CUTOFF_FUNCTIONS, Descriptor, as_float_list
 
-# Mirrors kMaxIntegerZeta in csrc/descriptors/wacsf_params.h: larger integral zeta use pow().
+# Mirrors kMaxIntegerZeta in csrc/descriptors/wacsf_checks.h: larger integral zeta use pow().
 _MAX_INTEGER_ZETA = 2**20
 _LOG_FLOAT64_MAX = math.log(torch.finfo(torch.float64).max)
 
