@@ -9,7 +9,7 @@ from fpcore.training import load_checkpoint
 from fpcore.training.checkpoint import backbone_state
 from fpcore.training.trainer import tensor_digest
 
-from .training.tiny_data import MODEL_SETS, structures, write_extxyz
+from .training.tiny_data import cli_sets, structures, write_extxyz
 
 # A real fpcore descriptor as the pre-training target (EAD joins once it is merged into main).
 FINGERPRINTS = (
@@ -19,10 +19,7 @@ FINGERPRINTS = (
 
 
 def sets(*extra):
-    out = []
-    for s in MODEL_SETS + ["optim.epochs=2", "data.split=[0.5, 0.25, 0.25]", *extra]:
-        out += ["--set", s]
-    return out
+    return cli_sets(2, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,13 @@ import pytest
 
 from fpcore.cli import main
 
-from .training.tiny_data import MODEL_SETS, structures, write_extxyz
+from .training.tiny_data import cli_sets, structures, write_extxyz
 
 PYTHON_DIR = str(pathlib.Path(__file__).resolve().parents[1] / "python")
 
 
 def sets(*extra):
-    out = []
-    for s in MODEL_SETS + ["optim.epochs=1", "data.split=[0.5, 0.25, 0.25]", *extra]:
-        out += ["--set", s]
-    return out
+    return cli_sets(1, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,14 @@ MODEL_SETS = [
 TOY_FINGERPRINTS = "descriptor.fingerprints=[{name: RadialSum, kwargs: {cutoff: 3.5, eta: [0.5, 2.0]}}]"
 
 
+def cli_sets(epochs: int, *extra: str) -> list[str]:
+    """`--set` arguments for a tiny CLI run: the small model, `epochs`, a 50/25/25 split, then `extra` overrides."""
+    out = []
+    for s in MODEL_SETS + [f"optim.epochs={epochs}", "data.split=[0.5, 0.25, 0.25]", *extra]:
+        out += ["--set", s]
+    return out
+
+
 def structures(n: int = 12, seed: int = 0):
     rng = np.random.default_rng(seed)
     out = []
