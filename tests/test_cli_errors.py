@@ -11,11 +11,13 @@ import sys
 
 import pytest
 
+import fpcore
 from fpcore.cli import main
 
 from .training.tiny_data import cli_sets, structures, write_extxyz
 
-PYTHON_DIR = str(pathlib.Path(__file__).resolve().parents[1] / "python")
+# The subprocess must import the same fpcore as this process: the installed package in CI, python/ in a dev tree.
+PACKAGE_PARENT = str(pathlib.Path(fpcore.__file__).resolve().parents[1])
 
 
 def sets(*extra):
@@ -49,7 +51,7 @@ def files(tmp_path_factory):
 
 
 def fpcore_train(tmp, *args, env_extra=None):
-    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, FPCORE_CACHE=str(tmp / "cache"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, FPCORE_CACHE=str(tmp / "cache"), OMP_NUM_THREADS="1")
     env.pop("FPCORE_DEBUG", None)
     env.update(env_extra or {})
     return subprocess.run(

@@ -14,6 +14,7 @@ is always float32), early stopping, DDP under torchrun, atomic self-describing c
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import math
@@ -451,6 +452,17 @@ class Trainer:
             extra = [f"{split}_{name}_mae" for name in self.objectives for split in ("train", "val")]
         return METRIC_FIELDS + extra
 
+    def close(self) -> None:
+        """Drops the DDP wrapper while the process group is still alive.
+
+        Otherwise its Reducer is freed after `destroy_process_group`, holding the last reference to the gloo group:
+        the group's destructor then joins its worker threads while holding the GIL, and a worker waiting for the GIL
+        to free a tensor deadlocks the process (seen with torch 2.13, two CPU ranks).
+        """
+        if self.ddp is not self.model:
+            self.ddp = self.model
+            gc.collect()
+
     def fit(self, on_start=None) -> dict:
         """Runs the remaining epochs; `on_start()` is called as the first of them begins."""
         cfg, info = self.optim_cfg, self.info
@@ -679,7 +691,10 @@ def run_training(
                     f"device {device}, {info.world_size} process(es), run folder {run_dir}",
                     flush=True,
                 )
-            return trainer.fit(on_start=folder.started)
+            try:
+                return trainer.fit(on_start=folder.started)
+            finally:
+                trainer.close()
     finally:
         D.teardown(info)
 
