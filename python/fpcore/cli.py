@@ -2,6 +2,8 @@
 
   fpcore-train pretrain  [--config cfg.yaml] [--set key=value ...]      node-level fingerprint regression
   fpcore-train finetune  [--config cfg.yaml] --from runs/pretrain/best.pt
+  fpcore-train finetune  --from pretrained:schnet-ead-mp62k             from a pre-trained model shipped with fpcore
+  fpcore-train pretrained                                                list the shipped pre-trained models
   fpcore-train train     [--config cfg.yaml]                             fine-tuning from scratch (baseline)
   fpcore-train evaluate  runs/x/best.pt data.extxyz                      MAE, RMSE, R2 on a labelled set
   fpcore-train predict   runs/x/best.pt structures.extxyz -o pred.csv
@@ -22,6 +24,7 @@ import pathlib
 import sys
 
 from ._io import atomic_write_json, check_writable
+from .pretrained import resolve as resolve_checkpoint
 
 KIND = {"pretrain": "pretrain", "finetune": "finetune", "train": "finetune"}
 DEFAULT_FROM = "runs/pretrain/best.pt"
@@ -79,8 +82,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
         if name == "finetune":
             s.add_argument(
-                "--from", dest="init_from", default=None, help=f"pre-training checkpoint (default: {DEFAULT_FROM})"
+                "--from",
+                dest="init_from",
+                default=None,
+                help=f"pre-training checkpoint, or pretrained:<name> for a shipped model (`fpcore-train pretrained` "
+                f"lists them; default: {DEFAULT_FROM})",
             )
+    sub.add_parser(
+        "pretrained", help="list the pre-trained models shipped with fpcore (for finetune --from pretrained:<name>)"
+    )
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned checkpoint on a labelled data set", parents=[debug])
     e.add_argument("checkpoint")
     e.add_argument("data", nargs="+", help="structures with labels (any fpcore.data.load_dataset source)")
@@ -173,7 +183,7 @@ def _train(args) -> int:
         config = resolve_config(None, None, overrides, base=payload["config"])
     elif args.command == "finetune":
         init_from = args.init_from or DEFAULT_FROM
-        if not pathlib.Path(init_from).is_file():
+        if not resolve_checkpoint(init_from).is_file():
             raise FileNotFoundError(
                 f"pre-training checkpoint not found: {init_from} (run `fpcore-train pretrain` first or pass --from)"
             )
@@ -197,6 +207,26 @@ def _is_main() -> bool:
 
 def _data_source(items):
     return items[0] if len(items) == 1 else items
+
+
+def _pretrained(args) -> int:
+    from . import pretrained
+
+    names = pretrained.available()
+    if not names:
+        print("no pre-trained models are bundled with this fpcore")
+        return 0
+    for name in names:
+        card = pretrained.card(name)
+        bb = card["backbone"]
+        fps = "+".join(fp["name"] for fp in card["targets"]["fingerprints"])
+        print(
+            f"{name}: {bb['class']} ({card['parameters']:,} parameters, cutoff {bb['kwargs'].get('cutoff')} A), "
+            f"pre-trained on {fps} of {card['corpus']['n_structures']:,} structures, {card['epochs']} epochs, "
+            f"val MAE {card['val_mae']:.4g}"
+        )
+        print(f"  use: fpcore-train finetune --from pretrained:{name}   card: {pretrained.HERE / (name + '.md')}")
+    return 0
 
 
 def _convert(args) -> int:
@@ -259,6 +289,7 @@ def main(argv=None) -> int:
         "experiment": _experiment,
         "convert": _convert,
         "compare": _compare,
+        "pretrained": _pretrained,
     }
     try:
         return handlers[args.command](args)

@@ -173,7 +173,7 @@ def validate(config: dict) -> dict:
     pre = config["pretrain"]
     pre["split"] = _fraction_triple(pre["split"], "pretrain.split")
     _max_structures(pre["max_structures"], "pretrain.max_structures")
-    if any(arms[a] is not None for a in config["run_arms"]) and not pre["source"]:
+    if any(pretrains(arms[a]) for a in config["run_arms"]) and not pre["source"]:
         raise ConfigError("experiment config: 'pretrain.source' (the pre-training corpus) is not set")
     for where, layer in (
         ("trainer", config["trainer"]),
@@ -203,7 +203,7 @@ def validate(config: dict) -> dict:
     # Validate both trainer layers now (unknown keys, types).
     trainer_config(config, "pretrain", {"descriptor": {"fingerprints": [{"name": "X"}]}})
     for name in config["run_arms"]:
-        if isinstance(arms[name], dict):
+        if pretrains(arms[name]) and isinstance(arms[name], dict):
             try:
                 trainer_config(config, "pretrain", pretrain_settings(arms[name]))
             except ConfigError as err:
@@ -212,12 +212,33 @@ def validate(config: dict) -> dict:
     return config
 
 
-ARM_KEYS = {"fingerprints", "objective", "augment"}
+ARM_KEYS = {"fingerprints", "objective", "augment", "from"}
+
+
+def pretrains(arm) -> bool:
+    """Whether an arm runs a pre-training in the experiment (not the baseline, not a `from:` arm)."""
+    return arm is not None and not (isinstance(arm, dict) and "from" in arm)
 
 
 def _check_arm(name: str, arm) -> None:
-    """null (from scratch), a non-empty list of fingerprints, or {fingerprints?, objective?, augment?}."""
+    """null (from scratch), a non-empty list of fingerprints, {fingerprints?, objective?, augment?}, or
+    {from: <checkpoint>} (fine-tune from an existing pre-training, e.g. pretrained:<name>, without pre-training)."""
     if arm is None or (isinstance(arm, list) and arm):
+        return
+    if isinstance(arm, dict) and "from" in arm:
+        from ..pretrained import resolve
+
+        if set(arm) != {"from"} or not isinstance(arm["from"], str) or not arm["from"]:
+            raise ConfigError(
+                f"experiment config: arms.{name}: 'from' (a checkpoint path or pretrained:<name>) takes no other key, "
+                f"got {arm!r}"
+            )
+        try:
+            path = resolve(arm["from"])
+        except KeyError as err:
+            raise ConfigError(f"experiment config: arms.{name}.from: {err}") from None
+        if not path.is_file():
+            raise ConfigError(f"experiment config: arms.{name}.from: checkpoint not found: {path}")
         return
     if isinstance(arm, dict) and arm:
         _check_keys(arm, ARM_KEYS, f"arms.{name}")

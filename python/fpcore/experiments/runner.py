@@ -28,9 +28,11 @@ import numpy as np
 from .._io import atomic_write_json, atomic_write_text
 from ..data import StructureDataset, load_dataset, random_split
 from ..data._flat import FlatStructures
+from ..pretrained import file_sha256
+from ..pretrained import resolve as resolve_checkpoint
 from ..training import COMPLETED, run_training
 from ..training import distributed as D
-from .config import deep_merge, dump, pretrain_settings, resolve_path, trainer_config
+from .config import deep_merge, dump, pretrain_settings, pretrains, resolve_path, trainer_config
 from .report import write_reports
 
 RECORD = "experiment_record.json"
@@ -123,13 +125,13 @@ class Experiment:
         self.task_sources = {t: resolve_path(config, config["tasks"][t]["source"]) for t in self.tasks}
         self.pretrain_source = (
             resolve_path(config, config["pretrain"]["source"])
-            if any(config["arms"][a] is not None for a in self.arms)
+            if any(pretrains(config["arms"][a]) for a in self.arms)
             else None
         )
 
     # ------------------------------------------------------------------------------------------- plan
     def plan(self) -> list[tuple]:
-        runs = [("pretrain", arm) for arm in self.arms if self.config["arms"][arm] is not None]
+        runs = [("pretrain", arm) for arm in self.arms if pretrains(self.config["arms"][arm])]
         runs += [
             ("finetune", task, arm, seed) for task in self.tasks for seed in self.config["seeds"] for arm in self.arms
         ]
@@ -235,12 +237,16 @@ class Experiment:
                 "run": {"dir": str(run_dir), "seed": int(seed)},
             },
         )
-        init_from = None
-        if self.config["arms"][arm] is not None:
+        init_from, upstream, spec_arm = None, None, self.config["arms"][arm]
+        if isinstance(spec_arm, dict) and "from" in spec_arm:
+            # A pre-training made elsewhere (a bundled model): the run depends on the checkpoint's content.
+            init_from = resolve_checkpoint(spec_arm["from"])
+            upstream = file_sha256(init_from)
+        elif spec_arm is not None:
             init_from = self.pretrain_dir(arm) / "best.pt"
             if not (self.pretrain_dir(arm) / COMPLETED).is_file():
                 raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
-        upstream = self.pretrain_records[arm].get("config_sha256") if init_from is not None else None
+            upstream = self.pretrain_records[arm].get("config_sha256")
         digest = config_hash(cfg, upstream)
         summary, wall, status = self._train("finetune", cfg, run_dir, dataset, digest, init_from=init_from)
         if "test_mae" not in summary:

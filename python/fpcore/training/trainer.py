@@ -32,6 +32,7 @@ from .. import __version__
 from .._io import atomic_open, atomic_write_json, atomic_write_text
 from ..data.splits import element_coverage_warning, random_split, structure_elements
 from ..models import canonical_backbone_name
+from ..pretrained import resolve as resolve_checkpoint
 from . import distributed as D
 from .augment import augment_batch, augmentation_active
 from .checkpoint import CheckpointError, load_backbone, load_checkpoint, save_checkpoint
@@ -192,7 +193,7 @@ class Trainer:
         else:
             spec = model_spec(config, self.objectives)
             if init_from is not None:
-                pre = load_checkpoint(init_from, kind="pretrain")
+                pre = load_checkpoint(resolve_checkpoint(init_from), kind="pretrain")
                 if pre["model"]["backbone"] != spec["backbone"]:
                     if info.is_main:
                         print(
