@@ -5,19 +5,15 @@ Each case runs the real command in a subprocess (what a user sees); --debug / FP
 
 import gzip
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-import fpcore
 from fpcore.cli import main
 
+from .process import fpcore_env
 from .training.tiny_data import cli_sets, structures, write_extxyz
-
-# The subprocess must import the same fpcore as this process: the installed package in CI, python/ in a dev tree.
-PACKAGE_PARENT = str(pathlib.Path(fpcore.__file__).resolve().parents[1])
 
 
 def sets(*extra):
@@ -51,9 +47,7 @@ def files(tmp_path_factory):
 
 
 def fpcore_train(tmp, *args, env_extra=None):
-    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, FPCORE_CACHE=str(tmp / "cache"), OMP_NUM_THREADS="1")
-    env.pop("FPCORE_DEBUG", None)
-    env.update(env_extra or {})
+    env = fpcore_env(FPCORE_CACHE=str(tmp / "cache"), **(env_extra or {}))
     return subprocess.run(
         [sys.executable, "-m", "fpcore.cli", *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=300
     )

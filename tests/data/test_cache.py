@@ -109,18 +109,6 @@ def test_atomic_write_failure_leaves_no_entry(tmp_path, monkeypatch, count_reads
     assert len(ds) == 3 and len(count_reads) == 2 and len(_entries(c)) == 1
 
 
-def test_incomplete_or_corrupt_entry_is_not_used(tmp_path, count_reads):
-    structures = make_structures(4)
-    path = write_extxyz(tmp_path / "s.extxyz", structures)
-    c = tmp_path / "cache"
-    ds = load_dataset(path, cache_dir=c, progress=False)
-    (ds.cache_entry / "ids.json").write_text('["only-one"]')
-    again = load_dataset(path, cache_dir=c, progress=False)
-    assert len(count_reads) == 2 and again.ids == [a.info["id"] for a in structures]
-    third = load_dataset(path, cache_dir=c, progress=False)  # the damaged entry was replaced
-    assert len(count_reads) == 2 and third.ids == again.ids
-
-
 def test_concurrent_writer_of_same_key_keeps_the_existing_entry(tmp_path):
     path = write_extxyz(tmp_path / "s.extxyz", make_structures(3))
     c = tmp_path / "cache"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
-import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from . import builtin as _builtin
@@ -82,6 +82,18 @@ def _normalize_targets(targets) -> list[str]:
     return targets
 
 
+def _load_entry(entry: pathlib.Path, source: str, warned: list) -> FlatStructures | None:
+    try:
+        return _cache.load(entry)
+    except _cache.DamagedEntry as err:
+        if not warned:
+            warnings.warn(
+                f"fpcore.data: the cache entry {entry} is damaged ({err}); rebuilding it from {source}", stacklevel=4
+            )
+            warned.append(err)
+        return None
+
+
 def _cached(description: dict, cache_dir, produce, source: str, progress: bool) -> StructureDataset:
     if cache_dir is False:
         flat = produce()
@@ -91,23 +103,36 @@ def _cached(description: dict, cache_dir, produce, source: str, progress: bool) 
     # Entries are validated once, when written: a stricter validate() must not trust entries an older one accepted.
     description = {**description, "validation_version": VALIDATION_VERSION}
     entry = _cache.entry_path(root, _cache.cache_key(description))
-    flat = _cache.load(entry)
+    warned: list = []
+    flat = _load_entry(entry, source, warned)
     if flat is not None:
+        _cache.remove_stale_tmp(root)
         _log(progress, f"{source}: {len(flat)} structures from cache {entry}")
         return StructureDataset(flat, source=source, cache_entry=entry)
-    if entry.exists():
-        # Unreadable or incomplete (e.g. damaged by hand): replace it, or every later load would re-read the input.
-        shutil.rmtree(entry, ignore_errors=True)
-    t0 = time.perf_counter()
-    flat = produce()
-    validate(flat, source)  # before saving: invalid data never reaches the cache
-    _cache.save(flat, root, entry.name, description)
+    lock = _cache.conversion_lock(root, entry.name)
+    if not lock.acquire(blocking=False):
+        _log(progress, f"{source}: waiting for another process converting it ({lock.holder()})")
+        lock.acquire()
+    try:
+        _cache.remove_stale_tmp(root, held_key=entry.name)
+        # The process we waited for has usually written the entry by now.
+        flat = _load_entry(entry, source, warned)
+        if flat is not None:
+            _log(progress, f"{source}: {len(flat)} structures from cache {entry}")
+            return StructureDataset(flat, source=source, cache_entry=entry)
+        _cache.discard(entry)
+        t0 = time.perf_counter()
+        flat = produce()
+        validate(flat, source)  # before saving: invalid data never reaches the cache
+        _cache.save(flat, root, entry.name, description)
+    finally:
+        lock.release()
     _log(
         progress,
         f"{source}: {len(flat)} structures, {len(flat.numbers)} atoms converted in "
         f"{time.perf_counter() - t0:.1f} s, cached in {entry}",
     )
-    reloaded = _cache.load(entry)
+    reloaded = _load_entry(entry, source, warned)
     return StructureDataset(reloaded if reloaded is not None else flat, source=source, cache_entry=entry)
 
 

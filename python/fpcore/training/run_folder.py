@@ -19,20 +19,13 @@ RunFolder is the run's hold on its folder, used as a context manager around ever
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pathlib
 import shutil
-import socket
 import traceback
 import warnings
 
-from .._io import atomic_write_text, pid_alive
-
-try:  # pragma: no cover - fcntl exists on every POSIX system fpcore builds on
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from .._io import FileLock, atomic_write_text, pid_alive
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -87,27 +80,19 @@ def _describe_os_error(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-class RunFolderLock:
-    """Exclusive advisory lock of a run folder; `holder()` reads who holds it."""
+class RunFolderLock(FileLock):
+    """Exclusive advisory lock of a run folder (`.<name>.lock` beside it); `holder()` reads who holds it."""
 
     def __init__(self, run_dir):
         self.run_dir = pathlib.Path(run_dir)
-        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
-        self._fd: int | None = None
+        super().__init__(self.run_dir.parent / f".{self.run_dir.name}.lock")
 
-    def holder(self) -> str:
-        try:
-            text = self.path.read_text().strip()
-        except OSError:
-            return "pid unknown"
-        return text or "pid unknown"
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            return
-        if fcntl is None:  # pragma: no cover
+    def acquire(self, blocking: bool = False) -> bool:
+        if self.held:
+            return True
+        if not self.supported:  # pragma: no cover
             warnings.warn("fcntl is unavailable: the run folder is not locked against a second writer", stacklevel=2)
-            return
+            return True
         for ancestor in self.run_dir.parents:
             if ancestor.exists():
                 if not ancestor.is_dir():
@@ -119,54 +104,18 @@ class RunFolderLock:
             raise RunFolderError(
                 f"cannot create the parent folder of run folder {self.run_dir}: {_describe_os_error(err)}"
             ) from None
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as err:
-                raise RunFolderError(
-                    f"cannot lock run folder {self.run_dir} ({self.path}): {_describe_os_error(err)}"
-                ) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as err:
-                os.close(fd)
-                if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise RunFolderError(
-                        f"run folder {self.run_dir} is in use by another fpcore-train run ({self.holder()}); wait for "
-                        "it to finish, or use another --run-dir"
-                    ) from None
-                raise RunFolderError(f"cannot lock run folder {self.run_dir}: {_describe_os_error(err)}") from None
-            # The previous holder unlinks the file while still holding it: if we locked such an orphaned inode,
-            # the name now points elsewhere (or nowhere) and we must lock again.
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        os.close(self._fd)
-        self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
+        try:
+            got = super().acquire(blocking=blocking)
+        except OSError as err:
+            raise RunFolderError(
+                f"cannot lock run folder {self.run_dir} ({self.path}): {_describe_os_error(err)}"
+            ) from None
+        if not got:
+            raise RunFolderError(
+                f"run folder {self.run_dir} is in use by another fpcore-train run ({self.holder()}); wait for "
+                "it to finish, or use another --run-dir"
+            )
+        return True
 
 
 class RunFolder:
