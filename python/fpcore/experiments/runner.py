@@ -38,6 +38,9 @@ from .report import write_reports
 RECORD = "experiment_record.json"
 # Run-config keys that do not change what a run computes (where it lives, how it reports).
 UNHASHED = {("run", "dir"), ("run", "progress"), ("run", "plots"), ("run", "tensorboard"), ("data", "cache_dir")}
+#: keys added after runs were first hashed, whose value here reproduces what those runs did: left out of the hash at
+#: this value, so adding them does not re-run finished experiments
+UNHASHED_AT = {("model", "preset"): None, ("model", "head_init"): "default"}
 #: a run whose best epoch lies in the last LATE_FRACTION of its epoch cap may not have converged
 LATE_FRACTION = 0.1
 
@@ -47,6 +50,9 @@ def config_hash(cfg: dict, upstream: str | None = None) -> str:
     cfg = copy.deepcopy(cfg)
     for section, key in UNHASHED:
         cfg.get(section, {}).pop(key, None)
+    for (section, key), value in UNHASHED_AT.items():
+        if section in cfg and key in cfg[section] and cfg[section][key] == value:
+            del cfg[section][key]
     split_file = cfg.get("data", {}).get("split_file")
     if split_file:
         cfg["data"]["split_file"] = hashlib.sha256(pathlib.Path(split_file).read_bytes()).hexdigest()

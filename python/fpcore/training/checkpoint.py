@@ -68,7 +68,8 @@ def load_checkpoint(path, kind: str | tuple[str, ...] | None = None, map_locatio
 
 def convert_checkpoint(src, dst) -> dict:
     """Rewrites a format-1 checkpoint (one head, kind pretrain|finetune) as format 2: the head becomes the head of
-    the objective its kind implied (fingerprints | property). Optimizer and scheduler states are dropped, so the
+    the objective its kind implied (fingerprints | property); an equivariant transformer keeps the vector messages
+    without the cutoff envelope it was trained with, SchNet keys get their current names. Optimizer and scheduler states are dropped, so the
     result serves --from, evaluate and predict but cannot be resumed."""
     src, dst = pathlib.Path(src), pathlib.Path(dst)
     if not src.is_file():
@@ -88,8 +89,12 @@ def convert_checkpoint(src, dst) -> dict:
     config = dict(old["config"])
     config.setdefault("objective", {})
     config["objective"] = {objective: {"weight": 1.0}}
+    from ..models import legacy_spec, upgrade_state_dict
+
+    # Format 1 predates the ET continuity fix and the SchNet key renames: rebuild the backbone as it was trained.
+    backbone = legacy_spec({"backbone": old["model"]["backbone"]})["backbone"]
     state = {}
-    for key, value in old["state_dict"].items():
+    for key, value in upgrade_state_dict({"backbone": backbone}, old["state_dict"]).items():
         state[f"heads.{objective}." + key[len("head.") :] if key.startswith("head.") else key] = value
     obj_state = {"scaler": old["scalers"]["target"]}
     if objective == "property":
@@ -98,7 +103,7 @@ def convert_checkpoint(src, dst) -> dict:
         "kind": kind,
         "fpcore_version": old.get("fpcore_version"),
         "converted_from": {"path": str(src), "format_version": 1},
-        "model": {"backbone": old["model"]["backbone"], "heads": {objective: old["model"]["head"]}},
+        "model": {"backbone": backbone, "heads": {objective: old["model"]["head"]}},
         "state_dict": state,
         "objectives": {objective: {"spec": {"weight": 1.0}, "state": obj_state}},
         "target_names": list(old["target_names"]),

@@ -34,6 +34,10 @@ DEFAULTS: dict = {
         "augment": {"rattle": 0.0, "strain": 0.0},  # per-epoch perturbation (Angstrom, strain); bypasses the cache
     },
     "model": {
+        # A named model setup (fpcore.models.PRESETS), e.g. "paper": the authors' TorchMD-Net ET, its 3-layer
+        # sum-pooled xavier-initialised head and weight decay 0.01. It fills the keys below (and optim.weight_decay)
+        # above the packaged defaults; whatever the user's file or --set gives still wins.
+        "preset": None,
         "backbone": "SchNet",  # SchNet | EquivariantTransformer (alias et)
         "backbone_kwargs": {},  # free form: hidden, n_layers, n_heads, n_rbf, ...
         "cutoff": 8.0,
@@ -41,6 +45,7 @@ DEFAULTS: dict = {
         "head_hidden": 128,
         "head_layers": 2,
         "pooling": "mean",
+        "head_init": "default",  # default (torch's) | xavier (xavier-uniform weights, zero biases)
     },
     "descriptor": {
         "fingerprints": [],  # list of {name: EAD|WACSF|GMP|..., kwargs: {...}}, concatenated
@@ -283,6 +288,7 @@ def _check_types(config: dict) -> None:
     checks = {
         "optim.schedule": (config["optim"]["schedule"], ("plateau", "cosine")),
         "run.amp": (config["run"]["amp"], ("auto", "bf16", "fp16", "off")),
+        "model.head_init": (config["model"]["head_init"], ("default", "xavier")),
     }
     for dotted, (value, allowed) in checks.items():
         if value not in allowed:
@@ -354,25 +360,58 @@ def _fix_yaml_numbers(node):
     return node
 
 
+def preset_layer(name) -> dict:
+    """The config layer of a model preset (fpcore.models.PRESETS): backbone, head and optimizer keys."""
+    from ..models import PRESETS, canonical_backbone_name
+
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"config key 'model.preset': unknown preset {name!r}; known: {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    head = preset["head"]
+    model = {"backbone": canonical_backbone_name(preset["backbone"]["class"])}
+    for model_key, head_key in (("head_layers", "n_layers"), ("pooling", "pooling"), ("head_init", "init")):
+        if head_key in head:
+            model[model_key] = head[head_key]
+    return {"model": model, "optim": dict(preset.get("optimizer", {}))}
+
+
+def _apply_preset(config: dict, user_layers: list) -> dict:
+    """Rebuilds `config` with the preset's layer between the packaged defaults and the user's layers."""
+    from ..models import PRESETS, canonical_backbone_name
+
+    name = config["model"]["preset"]
+    layer = preset_layer(name)
+    rebuilt = copy.deepcopy(DEFAULTS)
+    for update, replace in [user_layers[0], (layer, True), *user_layers[1:]]:
+        _merge(rebuilt, update, replace_free_form=replace)
+    backbone = PRESETS[name]["backbone"]
+    if canonical_backbone_name(rebuilt["model"]["backbone"]) == layer["model"]["backbone"]:
+        for key, value in backbone.get("kwargs", {}).items():
+            rebuilt["model"]["backbone_kwargs"].setdefault(key, copy.deepcopy(value))
+    return rebuilt
+
+
 def resolve_config(kind: str | None = None, path=None, overrides=(), base: dict | None = None) -> dict:
-    """The validated config: DEFAULTS <- packaged <kind>.yaml <- file at `path` <- `base` <- overrides."""
+    """The validated config: DEFAULTS <- packaged <kind>.yaml <- [model.preset] <- file at `path` <- `base` <-
+    overrides."""
     config = copy.deepcopy(DEFAULTS)
-    layers = []
-    if kind is not None:
-        layers.append(packaged_config(kind))
+    # (layer, replace_free_form) in order; the first is the packaged layer, below a preset.
+    layers: list[tuple[dict, bool]] = [(_fix_yaml_numbers(packaged_config(kind)) if kind is not None else {}, True)]
     if path is not None:
-        layers.append(read_yaml(path))
+        layers.append((_fix_yaml_numbers(read_yaml(path)), True))
     if base is not None:
-        layers.append(base)
-    for layer in layers:
-        _merge(config, _fix_yaml_numbers(layer))
+        layers.append((_fix_yaml_numbers(base), True))
     for text in overrides:
         keys, value = parse_override(text) if isinstance(text, str) else (list(text[0]), text[1])
         nested: object = value
         for key in reversed(keys):
             nested = {key: nested}
         # --set model.backbone_kwargs={...} replaces the mapping, --set model.backbone_kwargs.hidden=32 edits it.
-        _merge(config, nested, replace_free_form=any(ff[: len(keys)] == tuple(keys) for ff in FREE_FORM))
+        layers.append((nested, any(ff[: len(keys)] == tuple(keys) for ff in FREE_FORM)))
+    for update, replace in layers:
+        _merge(config, update, replace_free_form=replace)
+    if config["model"]["preset"] is not None:
+        config = _apply_preset(config, layers)
     _check_types(config)
     return config
 

@@ -113,7 +113,12 @@ class FingerprintsObjective(Objective):
         m = config["model"]
         return {
             "class": "NodeHead",
-            "kwargs": {"n_out": self.fingerprints.n_features, "hidden": m["head_hidden"], "n_layers": m["head_layers"]},
+            "kwargs": {
+                "n_out": self.fingerprints.n_features,
+                "hidden": m["head_hidden"],
+                "n_layers": m["head_layers"],
+                "init": m["head_init"],
+            },
         }
 
     @property
@@ -209,6 +214,7 @@ class PropertyObjective(Objective):
                 "hidden": m["head_hidden"],
                 "n_layers": m["head_layers"],
                 "pooling": m["pooling"],
+                "init": m["head_init"],
             },
         }
 
