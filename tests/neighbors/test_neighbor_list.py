@@ -13,9 +13,13 @@ import fpcore
 from fpcore._library import cuda_available
 
 
-def pair_set(i, j, shifts):
+def pair_keys(i, j, shifts):
     i, j, shifts = (np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x) for x in (i, j, shifts))
-    return set(zip(i.tolist(), j.tolist(), map(tuple, shifts.reshape(-1, 3).tolist())))
+    return list(zip(i.tolist(), j.tolist(), map(tuple, shifts.reshape(-1, 3).tolist())))
+
+
+def pair_set(i, j, shifts):
+    return set(pair_keys(i, j, shifts))
 
 
 def assert_same_as_ase(atoms, cutoff):
@@ -226,6 +230,44 @@ def test_negative_cutoff_error():
 def test_singular_cell_is_fine_when_not_periodic():
     atoms = ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=np.zeros((3, 3)), pbc=False)
     assert len(fpcore.neighbor_list(atoms, 1.0).i) == 2
+
+
+# Cutoffs equal to a lattice's shell distances: pair membership is decided there by the last bit of a rounding.
+SHELL_CUTOFFS = {
+    "fcc_a": (ase.build.bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2), 3.6),
+    "fcc_nearest": (ase.build.bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2), 3.6 / 2**0.5),
+    "fcc_second_diagonal": (ase.build.bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3), 3.6 * 2**0.5),
+    "fcc_primitive_a": (ase.build.bulk("Cu", "fcc", a=3.6).repeat(2), 3.6),
+    "bcc_a": (ase.build.bulk("Fe", "bcc", a=2.87, cubic=True).repeat(2), 2.87),
+}
+
+
+@pytest.mark.parametrize("name", list(SHELL_CUTOFFS))
+def test_shell_distance_cutoffs_differ_from_ase_only_by_rounding_ties(name):
+    # fpcore decides d^2 < cutoff^2 in double precision without fused multiply-adds (on every device); ASE decides
+    # d < cutoff with its own arithmetic. Both are right up to the last bit: a pair one of them keeps and the other
+    # drops lies within a few ulp of the cutoff, and every other pair is in both.
+    atoms, cutoff = SHELL_CUTOFFS[name]
+    ours = fpcore.neighbor_list(atoms, cutoff)
+    i, j, shifts, d = ase_neighbor_list("ijSd", atoms, cutoff)
+    tie = 8 * np.spacing(cutoff)
+    ours_d = dict(zip(pair_keys(ours.i, ours.j, ours.shifts), ours.distances.tolist()))
+    ase_d = dict(zip(pair_keys(i, j, shifts), d.tolist()))
+    assert len(ours_d) == len(ours.i), "duplicate pairs"
+    for only_in, distances in ((set(ours_d) - set(ase_d), ours_d), (set(ase_d) - set(ours_d), ase_d)):
+        assert all(abs(distances[p] - cutoff) <= tie for p in only_in), sorted(distances[p] for p in only_in)[:3]
+    assert float(ours.distances.max()) <= cutoff
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
+@pytest.mark.parametrize("name", list(SHELL_CUTOFFS))
+def test_cuda_finds_the_cpu_pairs_in_the_cpu_order_at_shell_distance_cutoffs(name):
+    atoms, cutoff = SHELL_CUTOFFS[name]
+    cpu = fpcore.neighbor_list(atoms, cutoff)
+    cuda = fpcore.neighbor_list(atoms, cutoff, device="cuda")
+    for field in ("i", "j", "shifts"):
+        assert torch.equal(getattr(cpu, field), getattr(cuda, field).cpu()), field
+    torch.testing.assert_close(cpu.distances, cuda.distances.cpu(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
