@@ -26,7 +26,8 @@ def _ead_fake(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
 
 @torch.library.register_fake("fpcore::ead_backward")
 def _ead_backward_fake(grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff):
-    return torch.empty_like(vectors)
+    # new_empty, not empty_like: the kernel returns a contiguous tensor whatever the strides of vectors.
+    return vectors.new_empty(vectors.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -108,7 +109,7 @@ def ead_torch(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
     rs_t = torch.tensor(rs, dtype=vectors.dtype, device=vectors.device)
     weight = numbers[neighbors_j].to(vectors.dtype) * _cutoff_function(cutoff_fn, d, cutoff)
     radial = weight[:, None, None] * torch.exp(-eta_t[:, None] * (d[:, None, None] - rs_t) ** 2)  # (P, ne, nr)
-    radial = radial.reshape(radial.shape[0], -1)
+    radial = radial.reshape(radial.shape[0], len(eta) * len(rs))  # -1 is ambiguous with no pairs
     powers = [torch.ones_like(vectors)]
     for _ in range(L):
         powers.append(powers[-1] * vectors)
@@ -122,4 +123,4 @@ def ead_torch(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
                 rho = rho.index_add(0, centre, radial * mono[:, None])
                 total = total + rho**2 / (math.factorial(lx) * math.factorial(ly) * math.factorial(lz))
         features.append(total * (math.factorial(l) / cutoff ** (2 * l)))
-    return torch.cat(features, dim=1) if n_atoms else vectors.new_zeros((0, _n_features(eta, rs, L)))
+    return torch.cat(features, dim=1)

@@ -35,7 +35,8 @@ def _gmp_fake(
 
 @torch.library.register_fake("fpcore::gmp_backward")
 def _gmp_backward_fake(grad_features, grad_moments, moments, vectors, *rest):
-    return torch.empty_like(vectors)
+    # new_empty, not empty_like: the kernel returns a contiguous tensor whatever the strides of vectors.
+    return vectors.new_empty(vectors.shape)
 
 
 def _setup_context(ctx, inputs, output):

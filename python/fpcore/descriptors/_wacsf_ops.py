@@ -32,7 +32,8 @@ def _wacsf_fake(vectors, row_ptr, neighbors_j, numbers, *params):
 
 @torch.library.register_fake("fpcore::wacsf_backward")
 def _wacsf_backward_fake(grad_features, vectors, row_ptr, neighbors_j, numbers, *params):
-    return torch.empty_like(vectors)
+    # new_empty, not empty_like: the kernel returns a contiguous tensor whatever the strides of vectors.
+    return vectors.new_empty(vectors.shape)
 
 
 def _setup_context(ctx, inputs, output):
