@@ -97,12 +97,12 @@ def pair_geometry_backward_samples(x: Inputs):
 
 
 def wacsf_samples(x: Inputs):
-    yield (x.vectors, x.row_ptr, x.j, x.numbers, *WACSF._op_params)
+    yield (x.vectors, x.row_ptr, x.j, x.numbers, *WACSF._op_params.values())
 
 
 def wacsf_backward_samples(x: Inputs):
     grad = x.random(x.numbers.shape[0], WACSF.n_features)
-    yield (grad, x.vectors, x.row_ptr, x.j, x.numbers, *WACSF._op_params)
+    yield (grad, x.vectors, x.row_ptr, x.j, x.numbers, *WACSF._op_params.values())
 
 
 def ead_samples(x: Inputs):

@@ -77,7 +77,15 @@ def reference_jacobians(set_name, name):
     tables = gmp._tables(torch.float64, torch.device("cpu"))
 
     def from_vectors(v):
-        return fpcore.descriptors._gmp_ops.gmp(v, row_ptr, nb.j, numbers, tables, gmp.n_moments, False)
+        return fpcore.ops.gmp(
+            vectors=v,
+            row_ptr=row_ptr,
+            neighbors_j=nb.j,
+            species=numbers,
+            tables=tables,
+            n_moments=gmp.n_moments,
+            square=False,
+        ).features
 
     jv = torch.autograd.functional.jacobian(from_vectors, nb.vectors.detach())  # (N, F, P, 3)
     n = len(atoms)

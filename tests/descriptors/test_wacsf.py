@@ -65,7 +65,7 @@ def random_structures():
 
 
 def op_params(module):
-    return module._op_params
+    return tuple(module._op_params.values())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ import math
 
 import torch
 
+from .. import ops
+
+_PARAM_NAMES = ("eta", "rs", "L", "cutoff_fn", "cutoff")  # after the tensors, in schema order
+
 
 def _n_features(eta, rs, L) -> int:
     return (L + 1) * len(eta) * len(rs)
@@ -33,15 +37,20 @@ def _ead_backward_fake(grad_output, vectors, row_ptr, neighbors_j, numbers, eta,
 def _setup_context(ctx, inputs, output):
     vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
     ctx.save_for_backward(vectors, row_ptr, neighbors_j, numbers)
-    ctx.params = (eta, rs, L, cutoff_fn, cutoff)
+    ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
 def _ead_backward(ctx, grad_output):
     vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     grad_vectors = None
     if ctx.needs_input_grad[0]:
-        grad_vectors = torch.ops.fpcore.ead_backward(
-            grad_output.contiguous(), vectors, row_ptr, neighbors_j, numbers, *ctx.params
+        grad_vectors = ops.ead_backward(
+            grad_output=grad_output.contiguous(),
+            vectors=vectors,
+            row_ptr=row_ptr,
+            neighbors_j=neighbors_j,
+            numbers=numbers,
+            **ctx.params,
         )
     return grad_vectors, None, None, None, None, None, None, None, None
 
@@ -52,7 +61,7 @@ torch.library.register_autograd("fpcore::ead", _ead_backward, setup_context=_set
 def _setup_context_double(ctx, inputs, output):
     grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
     ctx.save_for_backward(grad_output, vectors, row_ptr, neighbors_j, numbers)
-    ctx.params = (eta, rs, L, cutoff_fn, cutoff)
+    ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
 def _ead_double_backward(ctx, grad_grad_vectors):
@@ -63,7 +72,7 @@ def _ead_double_backward(ctx, grad_grad_vectors):
         with torch.enable_grad():
             g = grad_output.detach().requires_grad_(True)
             v = vectors.detach().requires_grad_(True)
-            features = ead_torch(v, row_ptr, neighbors_j, numbers, *ctx.params)
+            features = ead_torch(v, row_ptr, neighbors_j, numbers, **ctx.params)
             (gv,) = torch.autograd.grad(features, v, g, create_graph=True)
             inputs = [t for t, w in zip((g, v), wanted) if w]
             result = torch.autograd.grad(gv, inputs, grad_grad_vectors, allow_unused=True)

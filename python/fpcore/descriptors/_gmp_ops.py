@@ -7,7 +7,9 @@ raises a RuntimeError instead of silently returning wrong (zero) second derivati
 
 import torch
 
-_N_TABLES = 10  # group_consts .. multiplicity
+from .. import ops
+
+_N_TABLES = len(ops.GMPTables._fields)
 
 
 @torch.library.register_fake("fpcore::gmp")
@@ -47,11 +49,21 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_features, grad_moments):
-    moments, vectors, *rest = ctx.saved_tensors
+    moments, vectors, row_ptr, neighbors_j, species, *tables = ctx.saved_tensors
+    tables = ops.GMPTables(*tables)
     if grad_features is None:
-        grad_features = moments.new_zeros((moments.shape[0], rest[7].shape[0]))  # rest[7] = orders
-    grad_vectors = torch.ops.fpcore.gmp_backward(
-        grad_features.contiguous(), grad_moments, moments, vectors, *rest, ctx.n_moments, ctx.square
+        grad_features = moments.new_zeros((moments.shape[0], tables.orders.shape[0]))
+    grad_vectors = ops.gmp_backward(
+        grad_features=grad_features.contiguous(),
+        grad_moments=grad_moments,
+        moments=moments,
+        vectors=vectors,
+        row_ptr=row_ptr,
+        neighbors_j=neighbors_j,
+        species=species,
+        tables=tables,
+        n_moments=ctx.n_moments,
+        square=ctx.square,
     )
     return (grad_vectors,) + (None,) * (3 + _N_TABLES + 2)
 
@@ -71,9 +83,3 @@ def _double_backward(ctx, grad):
 
 
 torch.library.register_autograd("fpcore::gmp_backward", _double_backward, setup_context=_double_backward_setup)
-
-
-def gmp(vectors, row_ptr, neighbors_j, species, tables, n_moments: int, square: bool):
-    """features (N, F) of the pair vectors; tables = the 10 tensors built by fpcore.GMP."""
-    features, _ = torch.ops.fpcore.gmp(vectors, row_ptr, neighbors_j, species, *tables, n_moments, square)
-    return features

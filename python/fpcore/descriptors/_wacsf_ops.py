@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
+
 # Argument names after the tensors, in schema order (see csrc/descriptors/wacsf.cpp).
 PARAM_NAMES = (
     "g2_eta", "g2_rs", "g4_zeta", "g4_lambda", "g4_eta", "g4_rs",
@@ -16,18 +18,21 @@ PARAM_NAMES = (
 )  # fmt: skip
 
 
-def n_features(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs) -> int:
-    return (
-        len(g2_eta) * len(g2_rs)
-        + len(g4_zeta) * len(g4_lambda) * len(g4_eta) * len(g4_rs)
-        + len(g5_zeta) * len(g5_lambda) * len(g5_eta) * len(g5_rs)
-    )
+def n_features(params: dict) -> int:
+    """Columns of the features of the operator's keyword arguments `params` (PARAM_NAMES)."""
+    return sum(
+        len(params[f"{block}_zeta"])
+        * len(params[f"{block}_lambda"])
+        * len(params[f"{block}_eta"])
+        * len(params[f"{block}_rs"])
+        for block in ("g4", "g5")
+    ) + len(params["g2_eta"]) * len(params["g2_rs"])
 
 
 @torch.library.register_fake("fpcore::wacsf")
 def _wacsf_fake(vectors, row_ptr, neighbors_j, numbers, *params):
     torch._check(vectors.dim() == 2 and vectors.shape[1] == 3, lambda: "vectors must have shape (P, 3)")
-    return vectors.new_empty((row_ptr.shape[0] - 1, n_features(*params[:10])))
+    return vectors.new_empty((row_ptr.shape[0] - 1, n_features(dict(zip(PARAM_NAMES, params)))))
 
 
 @torch.library.register_fake("fpcore::wacsf_backward")
@@ -39,15 +44,20 @@ def _wacsf_backward_fake(grad_features, vectors, row_ptr, neighbors_j, numbers, 
 def _setup_context(ctx, inputs, output):
     vectors, row_ptr, neighbors_j, numbers, *params = inputs
     ctx.save_for_backward(vectors, row_ptr, neighbors_j, numbers)
-    ctx.params = params
+    ctx.params = dict(zip(PARAM_NAMES, params))
 
 
 def _backward(ctx, grad_features):
     vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     grad_vectors = None
     if ctx.needs_input_grad[0]:
-        grad_vectors = torch.ops.fpcore.wacsf_backward(
-            grad_features.contiguous(), vectors, row_ptr, neighbors_j, numbers, *ctx.params
+        grad_vectors = ops.wacsf_backward(
+            grad_features=grad_features.contiguous(),
+            vectors=vectors,
+            row_ptr=row_ptr,
+            neighbors_j=neighbors_j,
+            numbers=numbers,
+            **ctx.params,
         )
     return (grad_vectors, None, None, None) + (None,) * len(ctx.params)
 
