@@ -47,7 +47,7 @@ def test_several_outputs_come_as_named_tuples():
         vectors=geometry.vectors,
         row_ptr=row_ptr,
         neighbors_j=nl.j,
-        species=torch.tensor([8, 1]),
+        numbers=torch.tensor([8, 1]),
         tables=gmp._tables(torch.float64, torch.device("cpu")),
         n_moments=gmp.n_moments,
         square=False,
@@ -55,3 +55,12 @@ def test_several_outputs_come_as_named_tuples():
     assert isinstance(result, ops.GMPResult) and result.moments.shape == (2, gmp.n_moments)
     expected = gmp.compute(positions, torch.tensor([8, 1]), cells[0] * 0, torch.zeros(3, dtype=torch.bool))
     torch.testing.assert_close(result.features, expected)
+
+
+def test_one_vocabulary_across_the_schemas():
+    """Atomic numbers are `numbers`, output gradients `grad_<output>`, cutoff functions a name."""
+    for name in sorted(registered_operators()):
+        for argument in getattr(torch.ops.fpcore, name).default._schema.arguments:
+            assert argument.name not in {"species", "z", "grad_output"}, f"fpcore::{name}: {argument.name}"
+            if argument.name == "cutoff_fn":
+                assert str(argument.type) == "str", f"fpcore::{name}: cutoff_fn is {argument.type}"

@@ -204,7 +204,7 @@ def wacsf(
     g5_lambda: list[float],
     g5_eta: list[float],
     g5_rs: list[float],
-    cutoff_fn: int,
+    cutoff_fn: str,
     cutoff: float,
 ) -> Tensor:
     """Weighted atom-centred symmetry functions (`fpcore::wacsf`, maths: docs/descriptors/wacsf.md).
@@ -224,7 +224,7 @@ def wacsf(
         g5_lambda: G5 angular signs/weights.
         g5_eta: G5 widths in 1/Angstrom^2.
         g5_rs: G5 shifts in Angstrom.
-        cutoff_fn: index into `fpcore.descriptors.base.CUTOFF_FUNCTIONS`.
+        cutoff_fn: a name in `fpcore.descriptors.base.CUTOFF_FUNCTIONS`.
         cutoff: cutoff radius Rc in Angstrom.
 
     Returns:
@@ -253,7 +253,7 @@ def wacsf_backward(
     g5_lambda: list[float],
     g5_eta: list[float],
     g5_rs: list[float],
-    cutoff_fn: int,
+    cutoff_fn: str,
     cutoff: float,
 ) -> Tensor:
     """Gradient of `wacsf` with respect to the pair vectors (`fpcore::wacsf_backward`); no double backward.
@@ -320,7 +320,7 @@ def ead(
 
 def ead_backward(
     *,
-    grad_output: Tensor,
+    grad_features: Tensor,
     vectors: Tensor,
     row_ptr: Tensor,
     neighbors_j: Tensor,
@@ -334,7 +334,7 @@ def ead_backward(
     """Gradient of `ead` with respect to the pair vectors (`fpcore::ead_backward`), itself differentiable.
 
     Args:
-        grad_output: (N, n_features) gradient of the loss with respect to the features.
+        grad_features: (N, n_features) gradient of the loss with respect to the features.
         vectors: see `ead`; the other arguments are those of the forward call.
         row_ptr: see `ead`.
         neighbors_j: see `ead`.
@@ -349,7 +349,7 @@ def ead_backward(
         (P, 3) gradient of the loss with respect to `vectors`.
     """
     return torch.ops.fpcore.ead_backward(
-        grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff
+        grad_features, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff
     )
 
 
@@ -359,7 +359,7 @@ def gmp(
     vectors: Tensor,
     row_ptr: Tensor,
     neighbors_j: Tensor,
-    species: Tensor,
+    numbers: Tensor,
     tables: GMPTables,
     n_moments: int,
     square: bool,
@@ -372,12 +372,12 @@ def gmp(
         vectors: (P, 3) pair vectors in Angstrom, grouped by centre (see the module conventions).
         row_ptr: (N + 1,) int64 first pair of each centre.
         neighbors_j: (P,) int64 neighbour atom of each pair.
-        species: (N,) int64 atomic numbers (rows of the density tables).
+        numbers: (N,) int64 atomic numbers (rows of the density tables).
         tables: the parameter tables of a `fpcore.GMP`, in the dtype and on the device of `vectors`.
         n_moments: columns of the moments output.
         square: return the squared norms of the moments instead of the norms.
     """
-    return GMPResult(*torch.ops.fpcore.gmp(vectors, row_ptr, neighbors_j, species, *tables, n_moments, square))
+    return GMPResult(*torch.ops.fpcore.gmp(vectors, row_ptr, neighbors_j, numbers, *tables, n_moments, square))
 
 
 def gmp_backward(
@@ -388,7 +388,7 @@ def gmp_backward(
     vectors: Tensor,
     row_ptr: Tensor,
     neighbors_j: Tensor,
-    species: Tensor,
+    numbers: Tensor,
     tables: GMPTables,
     n_moments: int,
     square: bool,
@@ -402,7 +402,7 @@ def gmp_backward(
         vectors: see `gmp`; the other arguments are those of the forward call.
         row_ptr: see `gmp`.
         neighbors_j: see `gmp`.
-        species: see `gmp`.
+        numbers: see `gmp`.
         tables: see `gmp`.
         n_moments: see `gmp`.
         square: see `gmp`.
@@ -411,5 +411,5 @@ def gmp_backward(
         (P, 3) gradient of the loss with respect to `vectors`.
     """
     return torch.ops.fpcore.gmp_backward(
-        grad_features, grad_moments, moments, vectors, row_ptr, neighbors_j, species, *tables, n_moments, square
+        grad_features, grad_moments, moments, vectors, row_ptr, neighbors_j, numbers, *tables, n_moments, square
     )

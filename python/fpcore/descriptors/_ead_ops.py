@@ -29,7 +29,7 @@ def _ead_fake(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
 
 
 @torch.library.register_fake("fpcore::ead_backward")
-def _ead_backward_fake(grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff):
+def _ead_backward_fake(grad_features, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff):
     # new_empty, not empty_like: the kernel returns a contiguous tensor whatever the strides of vectors.
     return vectors.new_empty(vectors.shape)
 
@@ -40,12 +40,12 @@ def _setup_context(ctx, inputs, output):
     ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
-def _ead_backward(ctx, grad_output):
+def _ead_backward(ctx, grad_features):
     vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     grad_vectors = None
     if ctx.needs_input_grad[0]:
         grad_vectors = ops.ead_backward(
-            grad_output=grad_output.contiguous(),
+            grad_features=grad_features.contiguous(),
             vectors=vectors,
             row_ptr=row_ptr,
             neighbors_j=neighbors_j,
@@ -59,18 +59,18 @@ torch.library.register_autograd("fpcore::ead", _ead_backward, setup_context=_set
 
 
 def _setup_context_double(ctx, inputs, output):
-    grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
-    ctx.save_for_backward(grad_output, vectors, row_ptr, neighbors_j, numbers)
+    grad_features, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
+    ctx.save_for_backward(grad_features, vectors, row_ptr, neighbors_j, numbers)
     ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
 def _ead_double_backward(ctx, grad_grad_vectors):
-    grad_output, vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
+    grad_features, vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     grads = [None, None]
     if any(wanted):
         with torch.enable_grad():
-            g = grad_output.detach().requires_grad_(True)
+            g = grad_features.detach().requires_grad_(True)
             v = vectors.detach().requires_grad_(True)
             features = ead_torch(v, row_ptr, neighbors_j, numbers, **ctx.params)
             (gv,) = torch.autograd.grad(features, v, g, create_graph=True)

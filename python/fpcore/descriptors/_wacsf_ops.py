@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import ops
+from .base import register_no_double_backward
 
 # Argument names after the tensors, in schema order (see csrc/descriptors/wacsf.cpp).
 PARAM_NAMES = (
@@ -65,15 +66,4 @@ def _backward(ctx, grad_features):
 torch.library.register_autograd("fpcore::wacsf", _backward, setup_context=_setup_context)
 
 
-def _no_double_backward(ctx, grad):
-    raise NotImplementedError(
-        "fpcore.WACSF: second derivatives (differentiating the gradient of the features, e.g. training on "
-        "forces with create_graph=True) are not implemented; only first derivatives are available"
-    )
-
-
-def _setup_backward_context(ctx, inputs, output):
-    pass
-
-
-torch.library.register_autograd("fpcore::wacsf_backward", _no_double_backward, setup_context=_setup_backward_context)
+register_no_double_backward("fpcore::wacsf_backward", "fpcore.WACSF")

@@ -306,7 +306,7 @@ class GMP(Descriptor):
             vectors=neighbors.vectors,
             row_ptr=row_ptr,
             neighbors_j=neighbors.j,
-            species=numbers,
+            numbers=numbers,
             tables=tables,
             n_moments=self.n_moments,
             square=self.square,

@@ -106,9 +106,7 @@ class WACSF(Descriptor):
     @property
     def _op_params(self) -> dict:
         """The keyword arguments of fpcore.ops.wacsf after the pair list, in schema order."""
-        params = {name: getattr(self, name) for name in _wacsf_ops.PARAM_NAMES}
-        params["cutoff_fn"] = CUTOFF_FUNCTIONS.index(self.cutoff_fn)
-        return params
+        return {name: getattr(self, name) for name in _wacsf_ops.PARAM_NAMES}
 
     @property
     def n_features(self) -> int:
