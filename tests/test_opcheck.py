@@ -148,7 +148,10 @@ SAMPLES = {
 
 
 def registered_operators() -> set[str]:
-    return {name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("fpcore::")}
+    # Leading underscore: test-only CPU dispatches of the CUDA per-centre maths (csrc/testing/), checked against the
+    # real kernels in tests/descriptors/test_device_maths.py, not user-facing operators.
+    names = {name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("fpcore::")}
+    return {name for name in names if not name.startswith("_")}
 
 
 def test_every_operator_has_samples():

@@ -36,7 +36,7 @@ struct WacsfInputs {
 WacsfInputs prepare_wacsf(const char* op, const at::Tensor& vectors, const at::Tensor& row_ptr,
                           const at::Tensor& neighbors_j, const at::Tensor& numbers, List g2_eta, List g2_rs,
                           List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
-                          List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                          List g5_eta, List g5_rs, c10::string_view cutoff_fn, double cutoff) {
   wacsf::check_inputs(vectors, row_ptr, neighbors_j, numbers);
   WacsfInputs s;
   s.h = wacsf::make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs,
@@ -56,7 +56,7 @@ WacsfInputs prepare_wacsf(const char* op, const at::Tensor& vectors, const at::T
 at::Tensor device_maths_wacsf(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                               const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda,
                               List g4_eta, List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs,
-                              int64_t cutoff_fn, double cutoff) {
+                              c10::string_view cutoff_fn, double cutoff) {
   WacsfInputs s =
       prepare_wacsf("fpcore._device_maths_wacsf", vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta,
                     g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
@@ -86,7 +86,7 @@ at::Tensor device_maths_wacsf_backward(const at::Tensor& grad_features, const at
                                        const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                                        const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda,
                                        List g4_eta, List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs,
-                                       int64_t cutoff_fn, double cutoff) {
+                                       c10::string_view cutoff_fn, double cutoff) {
   WacsfInputs s =
       prepare_wacsf("fpcore._device_maths_wacsf_backward", vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs,
                     g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
@@ -239,7 +239,7 @@ at::Tensor device_maths_gmp_backward(const at::Tensor& grad_features_in, const c
 
 #define FPCORE_DEVICE_MATHS_WACSF_PARAMS                                                               \
   "float[] g2_eta, float[] g2_rs, float[] g4_zeta, float[] g4_lambda, float[] g4_eta, float[] g4_rs, " \
-  "float[] g5_zeta, float[] g5_lambda, float[] g5_eta, float[] g5_rs, int cutoff_fn, float cutoff"
+  "float[] g5_zeta, float[] g5_lambda, float[] g5_eta, float[] g5_rs, str cutoff_fn, float cutoff"
 
 TORCH_LIBRARY_FRAGMENT(fpcore, m) {
   m.def(
@@ -249,13 +249,13 @@ TORCH_LIBRARY_FRAGMENT(fpcore, m) {
       "_device_maths_wacsf_backward(Tensor grad_features, Tensor vectors, Tensor row_ptr, Tensor neighbors_j, "
       "Tensor numbers, " FPCORE_DEVICE_MATHS_WACSF_PARAMS ") -> Tensor");
   m.def(
-      "_device_maths_gmp(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor species, Tensor group_consts, "
+      "_device_maths_gmp(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor numbers, Tensor group_consts, "
       "Tensor group_ptr, Tensor group_features, Tensor group_max_order, Tensor orders, Tensor offsets, "
       "Tensor c1, Tensor radii2, Tensor coeffs, Tensor multiplicity, int n_moments, bool square) "
       "-> (Tensor, Tensor)");
   m.def(
       "_device_maths_gmp_backward(Tensor grad_features, Tensor? grad_moments, Tensor moments, Tensor vectors, "
-      "Tensor row_ptr, Tensor neighbors_j, Tensor species, Tensor group_consts, Tensor group_ptr, "
+      "Tensor row_ptr, Tensor neighbors_j, Tensor numbers, Tensor group_consts, Tensor group_ptr, "
       "Tensor group_features, Tensor group_max_order, Tensor orders, Tensor offsets, Tensor c1, "
       "Tensor radii2, Tensor coeffs, Tensor multiplicity, int n_moments, bool square) -> Tensor");
 }

@@ -34,7 +34,7 @@ def structures():
 def wacsf_params(cutoff_fn="cosine", blocks=("g2", "g4", "g5")):
     """fpcore::wacsf parameter lists of RICH; a block left out of `blocks` is switched off (empty lists)."""
     module = fpcore.WACSF(**RICH, cutoff_fn=cutoff_fn)
-    p = list(module._op_params)
+    p = list(module._op_params.values())
     for name, start, stop in (("g2", 0, 2), ("g4", 2, 6), ("g5", 6, 10)):
         if name not in blocks:
             p[start:stop] = [[]] * (stop - start)
