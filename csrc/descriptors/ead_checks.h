@@ -42,14 +42,14 @@ inline int64_t n_features(const Params& prm) {
   return (prm.L + 1) * prm.n_eta * prm.n_rs;
 }
 
-inline void check_grad_output(const at::Tensor& grad_output, const at::Tensor& vectors, const Params& prm,
-                              int64_t n_atoms) {
-  TORCH_CHECK(grad_output.dim() == 2 && grad_output.size(0) == n_atoms && grad_output.size(1) == n_features(prm),
-              "fpcore.ead_backward: 'grad_output' must have shape (", n_atoms, ", ", n_features(prm), "), got ",
-              grad_output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == vectors.scalar_type(), "fpcore.ead_backward: 'grad_output' is ",
-              grad_output.scalar_type(), " but 'vectors' is ", vectors.scalar_type());
-  check_same_device(vectors, "vectors", grad_output, "grad_output");
+inline void check_grad_features(const at::Tensor& grad_features, const at::Tensor& vectors, const Params& prm,
+                                int64_t n_atoms) {
+  TORCH_CHECK(grad_features.dim() == 2 && grad_features.size(0) == n_atoms && grad_features.size(1) == n_features(prm),
+              "fpcore.ead_backward: 'grad_features' must have shape (", n_atoms, ", ", n_features(prm), "), got ",
+              grad_features.sizes());
+  TORCH_CHECK(grad_features.scalar_type() == vectors.scalar_type(), "fpcore.ead_backward: 'grad_features' is ",
+              grad_features.scalar_type(), " but 'vectors' is ", vectors.scalar_type());
+  check_same_device(vectors, "vectors", grad_features, "grad_features");
 }
 
 }  // namespace ead

@@ -1,7 +1,7 @@
 // Schemas of the GMP (Gaussian multipole) descriptor operator (maths: docs/descriptors/gmp.md).
 //
 // gmp: vectors (P, 3) neighbour-minus-centre pair vectors grouped by centre (row_ptr, N + 1),
-// neighbors_j (P) int64, species (N) int64 (atomic numbers, the row of the density tables).
+// neighbors_j (P) int64, numbers (N) int64 atomic numbers (the row of the density tables).
 // Tables built by python/fpcore/descriptors/gmp.py, in the dtype of vectors unless int64:
 //   group_consts (K, Z, G, 5)  per sigma group (and the order -1 group): C2, lam, 1/(2 gamma), max r^2,
 //                              group index; per (Z, G) the K rows are sorted by descending max r^2
@@ -15,14 +15,14 @@
 
 TORCH_LIBRARY_FRAGMENT(fpcore, m) {
   m.def(
-      "gmp(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor species, Tensor group_consts, "
+      "gmp(Tensor vectors, Tensor row_ptr, Tensor neighbors_j, Tensor numbers, Tensor group_consts, "
       "Tensor group_ptr, Tensor group_features, Tensor group_max_order, Tensor orders, Tensor offsets, "
       "Tensor c1, Tensor radii2, Tensor coeffs, Tensor multiplicity, int n_moments, bool square) "
       "-> (Tensor, Tensor)");
   // grad_moments may be None (the moments are an internal output).
   m.def(
       "gmp_backward(Tensor grad_features, Tensor? grad_moments, Tensor moments, Tensor vectors, "
-      "Tensor row_ptr, Tensor neighbors_j, Tensor species, Tensor group_consts, Tensor group_ptr, "
+      "Tensor row_ptr, Tensor neighbors_j, Tensor numbers, Tensor group_consts, Tensor group_ptr, "
       "Tensor group_features, Tensor group_max_order, Tensor orders, Tensor offsets, Tensor c1, "
       "Tensor radii2, Tensor coeffs, Tensor multiplicity, int n_moments, bool square) -> Tensor");
 }

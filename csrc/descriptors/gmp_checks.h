@@ -1,6 +1,6 @@
 #pragma once
 // Argument validation of fpcore::gmp / gmp_backward shared by the CPU and CUDA kernels, and the raw
-// table views. Index contents (row_ptr, j, species) are checked by common/index_checks.h on both backends.
+// table views. Index contents (row_ptr, j, numbers) are checked by common/index_checks.h on both backends.
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
@@ -10,7 +10,7 @@ namespace fpcore {
 namespace gmp {
 
 inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
-                         const at::Tensor& species, const at::Tensor& group_consts, const at::Tensor& group_ptr,
+                         const at::Tensor& numbers, const at::Tensor& group_consts, const at::Tensor& group_ptr,
                          const at::Tensor& group_features, const at::Tensor& group_max_order, const at::Tensor& orders,
                          const at::Tensor& offsets, const at::Tensor& c1, const at::Tensor& radii2,
                          const at::Tensor& coeffs, const at::Tensor& multiplicity, int64_t n_moments) {
@@ -21,8 +21,8 @@ inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, c
   check_index_tensor(neighbors_j, "neighbors_j", 1);
   TORCH_CHECK(neighbors_j.size(0) == vectors.size(0), "fpcore.gmp: 'neighbors_j' has ", neighbors_j.size(0),
               " entries but 'vectors' has ", vectors.size(0), " pairs");
-  check_index_tensor(species, "species", 1);
-  TORCH_CHECK(species.size(0) == row_ptr.size(0) - 1, "fpcore.gmp: 'species' has ", species.size(0),
+  check_index_tensor(numbers, "numbers", 1);
+  TORCH_CHECK(numbers.size(0) == row_ptr.size(0) - 1, "fpcore.gmp: 'numbers' has ", numbers.size(0),
               " entries but 'row_ptr' describes ", row_ptr.size(0) - 1, " atoms");
   check_float_tensor(group_consts, "group_consts", 4);
   TORCH_CHECK(group_consts.size(3) == kGroupConsts, "fpcore.gmp: 'group_consts' must be (K, Z, G, 5)");
@@ -53,7 +53,7 @@ inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, c
                 "'vectors' (",
                 vectors.scalar_type(), "), got ", t->scalar_type());
   }
-  for (const at::Tensor* t : {&row_ptr, &neighbors_j, &species, &group_consts, &group_ptr, &group_features,
+  for (const at::Tensor* t : {&row_ptr, &neighbors_j, &numbers, &group_consts, &group_ptr, &group_features,
                               &group_max_order, &orders, &offsets, &c1, &radii2, &coeffs, &multiplicity}) {
     TORCH_CHECK(t->device() == vectors.device(), "fpcore.gmp: every input must be on ", vectors.device(),
                 ", found one on ", t->device());

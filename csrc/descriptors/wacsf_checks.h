@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "common/checks.h"
@@ -44,17 +45,16 @@ inline int64_t append(std::vector<double>& table, at::ArrayRef<double> values) {
 inline HostParams make_params(at::ArrayRef<double> g2_eta, at::ArrayRef<double> g2_rs, at::ArrayRef<double> g4_zeta,
                               at::ArrayRef<double> g4_lambda, at::ArrayRef<double> g4_eta, at::ArrayRef<double> g4_rs,
                               at::ArrayRef<double> g5_zeta, at::ArrayRef<double> g5_lambda, at::ArrayRef<double> g5_eta,
-                              at::ArrayRef<double> g5_rs, int64_t cutoff_fn, double cutoff) {
+                              at::ArrayRef<double> g5_rs, c10::string_view cutoff_fn, double cutoff) {
   TORCH_CHECK(std::isfinite(cutoff) && cutoff > 0.0, "fpcore.wacsf: cutoff must be positive and finite, got ", cutoff);
-  TORCH_CHECK(cutoff_fn >= 0 && cutoff_fn <= 6,
-              "fpcore.wacsf: cutoff_fn must be an index 0..6 (cosine, tanh, "
-              "poly1, poly2, poly3, poly4, exponent), got ",
-              cutoff_fn);
+  CutoffFunction kind;
+  TORCH_CHECK(parse_cutoff_function(std::string(cutoff_fn), kind), "fpcore.wacsf: unknown cutoff function '", cutoff_fn,
+              "'; expected one of cosine, tanh, poly1, poly2, poly3, poly4, exponent");
   check_finite_list(g2_eta, "g2_eta");
   check_finite_list(g2_rs, "g2_rs");
   HostParams h;
   h.cutoff = cutoff;
-  h.cutoff_fn = static_cast<CutoffFunction>(cutoff_fn);
+  h.cutoff_fn = kind;
   h.n_g2_eta = static_cast<int64_t>(g2_eta.size());
   h.n_g2_rs = static_cast<int64_t>(g2_rs.size());
   h.off_g2_eta = append(h.table, g2_eta);

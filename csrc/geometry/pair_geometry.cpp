@@ -8,7 +8,7 @@
 // pair_geometry_backward is its adjoint: with g = grad_vectors + grad_distances * vectors / distances
 // (either gradient may be None; the distance term is 0 where a distance is 0),
 //   grad_positions (N, 3): += g at j, -= g at i;   grad_cells (B, 3, 3): [b] += shifts^T g over its pairs.
-// Its own derivative (double backward) is written in Python (neighbors/ops.py) on top of pair_geometry,
+// Its own derivative (double backward) is written in Python (python/fpcore/neighbors/_ops.py) on top of pair_geometry,
 // so gradients of any order exist.
 #include <torch/library.h>
 

@@ -11,8 +11,8 @@ from ._library import load as _load  # noqa: E402
 
 _load()
 
-from . import descriptors, neighbors  # noqa: E402
+from . import descriptors, neighbors, ops  # noqa: E402
 from .descriptors import EAD, GMP, WACSF, Descriptor  # noqa: E402
 from .neighbors import neighbor_list  # noqa: E402
 
-__all__ = ["Descriptor", "EAD", "GMP", "WACSF", "descriptors", "neighbor_list", "neighbors", "__version__"]
+__all__ = ["Descriptor", "EAD", "GMP", "WACSF", "descriptors", "neighbor_list", "neighbors", "ops", "__version__"]

@@ -288,7 +288,7 @@ def test_bad_operator_inputs_raise():
         op(vectors, row_ptr, j + 100, numbers, [1.0], [0.0], 2, "cosine", 3.2)
     with pytest.raises(RuntimeError, match="float32 or float64"):
         op(vectors.long(), row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
-    with pytest.raises(RuntimeError, match="grad_output"):
+    with pytest.raises(RuntimeError, match="grad_features"):
         torch.ops.fpcore.ead_backward(
             torch.zeros(1, 3, dtype=vectors.dtype), vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2
         )

@@ -65,7 +65,7 @@ def random_structures():
 
 
 def op_params(module):
-    return module._op_params
+    return tuple(module._op_params.values())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,6 +302,8 @@ def test_operator_rejects_bad_inputs():
         torch.ops.fpcore.wacsf(
             vectors.float(), torch.tensor([0, 1, 3]), j, numbers, *params[:4], [10.0], [3.0], *params[6:]
         )
+    with pytest.raises(RuntimeError, match="unknown cutoff function 'poly9'"):
+        torch.ops.fpcore.wacsf(vectors, torch.tensor([0, 1, 3]), j, numbers, *params[:10], "poly9", params[11])
     with pytest.raises(RuntimeError, match="grad_features"):
         torch.ops.fpcore.wacsf_backward(
             torch.zeros(2, 3, dtype=torch.float64), vectors, torch.tensor([0, 1, 3]), j, numbers, *params

@@ -43,24 +43,24 @@ at::Tensor ead_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, c
   return out;
 }
 
-at::Tensor ead_backward_cpu(const at::Tensor& grad_output_in, const at::Tensor& vectors_in,
+at::Tensor ead_backward_cpu(const at::Tensor& grad_features_in, const at::Tensor& vectors_in,
                             const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
                             const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
                             c10::string_view cutoff_fn, double cutoff) {
   const ead::Params prm = ead::check_arguments(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, eta, rs, L,
                                                std::string(cutoff_fn), cutoff);
   const int64_t n_atoms = numbers_in.size(0);
-  ead::check_grad_output(grad_output_in, vectors_in, prm, n_atoms);
+  ead::check_grad_features(grad_features_in, vectors_in, prm, n_atoms);
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
-  const at::Tensor grad_output = grad_output_in.contiguous();
+  const at::Tensor grad_features = grad_features_in.contiguous();
   check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
   at::Tensor grad_vectors = at::zeros_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_backward_cpu", [&] {
     const std::vector<scalar_t> eta_t(eta.begin(), eta.end()), rs_t(rs.begin(), rs.end());
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
-    const scalar_t* go = grad_output.data_ptr<scalar_t>();
+    const scalar_t* go = grad_features.data_ptr<scalar_t>();
     const int64_t* ptr = row_ptr.data_ptr<int64_t>();
     const int64_t* nbr = neighbors_j.data_ptr<int64_t>();
     const int64_t* z = numbers.data_ptr<int64_t>();

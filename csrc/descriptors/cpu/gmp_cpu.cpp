@@ -436,27 +436,27 @@ FPCORE_GMP_DEFINE(double)
 #undef FPCORE_GMP_DEFINE
 
 std::tuple<at::Tensor, at::Tensor> gmp_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
-                                           const at::Tensor& neighbors_j_in, const at::Tensor& species_in,
+                                           const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in,
                                            const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
                                            const at::Tensor& group_features_in, const at::Tensor& group_max_order_in,
                                            const at::Tensor& orders_in, const at::Tensor& offsets_in,
                                            const at::Tensor& c1_in, const at::Tensor& radii2_in,
                                            const at::Tensor& coeffs_in, const at::Tensor& multiplicity_in,
                                            int64_t n_moments, bool square) {
-  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
+  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
   gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
-  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();
   const at::Tensor group_features = group_features_in.contiguous(), gmax = group_max_order_in.contiguous();
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
-  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &numbers, "numbers", group_consts.size(1));
 
-  const int64_t N = species.size(0), F = orders.size(0);
+  const int64_t N = numbers.size(0), F = orders.size(0);
   at::Tensor features = at::zeros({N, F}, vectors.options());
   at::Tensor moments = at::zeros({N, n_moments}, vectors.options());
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_cpu", [&] {
@@ -465,7 +465,7 @@ std::tuple<at::Tensor, at::Tensor> gmp_cpu(const at::Tensor& vectors_in, const a
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     const int64_t* rp = row_ptr.data_ptr<int64_t>();
     const int64_t* nj = neighbors_j.data_ptr<int64_t>();
-    const int64_t* sp = species.data_ptr<int64_t>();
+    const int64_t* sp = numbers.data_ptr<int64_t>();
     scalar_t* out = features.data_ptr<scalar_t>();
     scalar_t* mom = moments.data_ptr<scalar_t>();
     at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
@@ -477,21 +477,21 @@ std::tuple<at::Tensor, at::Tensor> gmp_cpu(const at::Tensor& vectors_in, const a
 
 at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optional<at::Tensor>& grad_moments_in,
                             const at::Tensor& moments_in, const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
-                            const at::Tensor& neighbors_j_in, const at::Tensor& species_in,
+                            const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in,
                             const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
                             const at::Tensor& group_features_in, const at::Tensor& group_max_order_in,
                             const at::Tensor& orders_in, const at::Tensor& offsets_in, const at::Tensor& c1_in,
                             const at::Tensor& radii2_in, const at::Tensor& coeffs_in, const at::Tensor& multiplicity_in,
                             int64_t n_moments, bool square) {
-  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
+  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
   gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
-  const int64_t N = species_in.size(0), F = orders_in.size(0);
+  const int64_t N = numbers_in.size(0), F = orders_in.size(0);
   gmp::check_backward_inputs(grad_features_in, grad_moments_in, moments_in, vectors_in, N, F, n_moments);
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
-  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();
   const at::Tensor group_features = group_features_in.contiguous(), gmax = group_max_order_in.contiguous();
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
@@ -499,7 +499,7 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
   const at::Tensor grad_features = grad_features_in.contiguous(), moments = moments_in.contiguous();
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
-  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
+  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &numbers, "numbers", group_consts.size(1));
 
   at::Tensor grad_vectors = at::zeros_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_backward_cpu", [&] {
@@ -508,7 +508,7 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
     const scalar_t* vec = vectors.data_ptr<scalar_t>();
     const int64_t* rp = row_ptr.data_ptr<int64_t>();
     const int64_t* nj = neighbors_j.data_ptr<int64_t>();
-    const int64_t* sp = species.data_ptr<int64_t>();
+    const int64_t* sp = numbers.data_ptr<int64_t>();
     const scalar_t* gf = grad_features.data_ptr<scalar_t>();
     const scalar_t* mom = moments.data_ptr<scalar_t>();
     const scalar_t* gmom = has_gm ? grad_moments.data_ptr<scalar_t>() : nullptr;

@@ -637,7 +637,7 @@ FPCORE_WACSF_DEFINE(double)
 
 at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
                      const at::Tensor& numbers_in, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
-                     List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
+                     List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, c10::string_view cutoff_fn,
                      double cutoff) {
   check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in);
   const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs,
@@ -665,7 +665,7 @@ at::Tensor wacsf_cpu(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
 at::Tensor wacsf_backward_cpu(const at::Tensor& grad_in, const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
                               const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in, List g2_eta, List g2_rs,
                               List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
-                              List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                              List g5_eta, List g5_rs, c10::string_view cutoff_fn, double cutoff) {
   check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in);
   const HostParams h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs,
                                    cutoff_fn, cutoff);

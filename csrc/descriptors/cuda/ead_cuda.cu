@@ -86,7 +86,7 @@ at::Tensor ead_backward_cuda(const at::Tensor& grad_output_in, const at::Tensor&
   const ead::Params prm = ead::check_arguments(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, eta, rs, L,
                                                std::string(cutoff_fn), cutoff);
   const int64_t n_atoms = numbers_in.size(0);
-  ead::check_grad_output(grad_output_in, vectors_in, prm, n_atoms);
+  ead::check_grad_features(grad_output_in, vectors_in, prm, n_atoms);
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();

@@ -53,7 +53,8 @@ struct Prepared {
 
 Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                  const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
-                 List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                 List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, c10::string_view cutoff_fn,
+                 double cutoff) {
   check_inputs(vectors, row_ptr, neighbors_j, numbers);
   Prepared s;
   s.h = make_params(g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs, g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn,
@@ -73,7 +74,7 @@ Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at:
 
 at::Tensor wacsf_cuda(const at::Tensor& vectors, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
                       const at::Tensor& numbers, List g2_eta, List g2_rs, List g4_zeta, List g4_lambda, List g4_eta,
-                      List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, int64_t cutoff_fn,
+                      List g4_rs, List g5_zeta, List g5_lambda, List g5_eta, List g5_rs, c10::string_view cutoff_fn,
                       double cutoff) {
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
@@ -98,7 +99,7 @@ at::Tensor wacsf_cuda(const at::Tensor& vectors, const at::Tensor& row_ptr, cons
 at::Tensor wacsf_backward_cuda(const at::Tensor& grad_features, const at::Tensor& vectors, const at::Tensor& row_ptr,
                                const at::Tensor& neighbors_j, const at::Tensor& numbers, List g2_eta, List g2_rs,
                                List g4_zeta, List g4_lambda, List g4_eta, List g4_rs, List g5_zeta, List g5_lambda,
-                               List g5_eta, List g5_rs, int64_t cutoff_fn, double cutoff) {
+                               List g5_eta, List g5_rs, c10::string_view cutoff_fn, double cutoff) {
   Prepared s = prepare(vectors, row_ptr, neighbors_j, numbers, g2_eta, g2_rs, g4_zeta, g4_lambda, g4_eta, g4_rs,
                        g5_zeta, g5_lambda, g5_eta, g5_rs, cutoff_fn, cutoff);
   const int64_t n_atoms = row_ptr.size(0) - 1;

@@ -13,6 +13,10 @@ import math
 
 import torch
 
+from .. import ops
+
+_PARAM_NAMES = ("eta", "rs", "L", "cutoff_fn", "cutoff")  # after the tensors, in schema order
+
 
 def _n_features(eta, rs, L) -> int:
     return (L + 1) * len(eta) * len(rs)
@@ -25,22 +29,28 @@ def _ead_fake(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
 
 
 @torch.library.register_fake("fpcore::ead_backward")
-def _ead_backward_fake(grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff):
-    return torch.empty_like(vectors)
+def _ead_backward_fake(grad_features, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff):
+    # new_empty, not empty_like: the kernel returns a contiguous tensor whatever the strides of vectors.
+    return vectors.new_empty(vectors.shape)
 
 
 def _setup_context(ctx, inputs, output):
     vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
     ctx.save_for_backward(vectors, row_ptr, neighbors_j, numbers)
-    ctx.params = (eta, rs, L, cutoff_fn, cutoff)
+    ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
-def _ead_backward(ctx, grad_output):
+def _ead_backward(ctx, grad_features):
     vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     grad_vectors = None
     if ctx.needs_input_grad[0]:
-        grad_vectors = torch.ops.fpcore.ead_backward(
-            grad_output.contiguous(), vectors, row_ptr, neighbors_j, numbers, *ctx.params
+        grad_vectors = ops.ead_backward(
+            grad_features=grad_features.contiguous(),
+            vectors=vectors,
+            row_ptr=row_ptr,
+            neighbors_j=neighbors_j,
+            numbers=numbers,
+            **ctx.params,
         )
     return grad_vectors, None, None, None, None, None, None, None, None
 
@@ -49,20 +59,20 @@ torch.library.register_autograd("fpcore::ead", _ead_backward, setup_context=_set
 
 
 def _setup_context_double(ctx, inputs, output):
-    grad_output, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
-    ctx.save_for_backward(grad_output, vectors, row_ptr, neighbors_j, numbers)
-    ctx.params = (eta, rs, L, cutoff_fn, cutoff)
+    grad_features, vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cutoff = inputs
+    ctx.save_for_backward(grad_features, vectors, row_ptr, neighbors_j, numbers)
+    ctx.params = dict(zip(_PARAM_NAMES, (eta, rs, L, cutoff_fn, cutoff)))
 
 
 def _ead_double_backward(ctx, grad_grad_vectors):
-    grad_output, vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
+    grad_features, vectors, row_ptr, neighbors_j, numbers = ctx.saved_tensors
     wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     grads = [None, None]
     if any(wanted):
         with torch.enable_grad():
-            g = grad_output.detach().requires_grad_(True)
+            g = grad_features.detach().requires_grad_(True)
             v = vectors.detach().requires_grad_(True)
-            features = ead_torch(v, row_ptr, neighbors_j, numbers, *ctx.params)
+            features = ead_torch(v, row_ptr, neighbors_j, numbers, **ctx.params)
             (gv,) = torch.autograd.grad(features, v, g, create_graph=True)
             inputs = [t for t, w in zip((g, v), wanted) if w]
             result = torch.autograd.grad(gv, inputs, grad_grad_vectors, allow_unused=True)
@@ -108,7 +118,7 @@ def ead_torch(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
     rs_t = torch.tensor(rs, dtype=vectors.dtype, device=vectors.device)
     weight = numbers[neighbors_j].to(vectors.dtype) * _cutoff_function(cutoff_fn, d, cutoff)
     radial = weight[:, None, None] * torch.exp(-eta_t[:, None] * (d[:, None, None] - rs_t) ** 2)  # (P, ne, nr)
-    radial = radial.reshape(radial.shape[0], -1)
+    radial = radial.reshape(radial.shape[0], len(eta) * len(rs))  # -1 is ambiguous with no pairs
     powers = [torch.ones_like(vectors)]
     for _ in range(L):
         powers.append(powers[-1] * vectors)
@@ -122,4 +132,4 @@ def ead_torch(vectors, row_ptr, neighbors_j, numbers, eta, rs, L, cutoff_fn, cut
                 rho = rho.index_add(0, centre, radial * mono[:, None])
                 total = total + rho**2 / (math.factorial(lx) * math.factorial(ly) * math.factorial(lz))
         features.append(total * (math.factorial(l) / cutoff ** (2 * l)))
-    return torch.cat(features, dim=1) if n_atoms else vectors.new_zeros((0, _n_features(eta, rs, L)))
+    return torch.cat(features, dim=1)

@@ -154,3 +154,16 @@ def as_float_list(values, name: str, owner: str) -> list[float]:
 
 
 CUTOFF_FUNCTIONS: Sequence[str] = ("cosine", "tanh", "poly1", "poly2", "poly3", "poly4", "exponent")
+
+
+def register_no_double_backward(op: str, owner: str) -> None:
+    """Makes differentiating the backward operator `op` raise NotImplementedError, the one error type
+    of every descriptor without second derivatives (instead of silently zero ones)."""
+
+    def refuse(ctx, *grads):
+        raise NotImplementedError(
+            f"{owner}: double backward (second derivatives: differentiating the gradient of the features, e.g. "
+            "training on forces with create_graph=True) is not implemented; only first derivatives are available"
+        )
+
+    torch.library.register_autograd(op, refuse, setup_context=lambda ctx, inputs, output: None)

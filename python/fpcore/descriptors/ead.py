@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
 from . import _ead_ops  # noqa: F401  (registers fake kernels and autograd formulas)
 from .base import CUTOFF_FUNCTIONS, Descriptor, as_float_list
 
@@ -66,8 +67,16 @@ class EAD(Descriptor):
         return [f"EAD(L={l},eta={e},Rs={r})" for l in range(self.L + 1) for e in self.eta for r in self.rs]
 
     def _features(self, positions, numbers, cells, batch, neighbors, row_ptr) -> torch.Tensor:
-        return torch.ops.fpcore.ead(
-            neighbors.vectors, row_ptr, neighbors.j, numbers, self.eta, self.rs, self.L, self.cutoff_fn, self.cutoff
+        return ops.ead(
+            vectors=neighbors.vectors,
+            row_ptr=row_ptr,
+            neighbors_j=neighbors.j,
+            numbers=numbers,
+            eta=self.eta,
+            rs=self.rs,
+            L=self.L,
+            cutoff_fn=self.cutoff_fn,
+            cutoff=self.cutoff,
         )
 
     def extra_repr(self) -> str:

@@ -25,7 +25,8 @@ import os
 import numpy as np
 import torch
 
-from . import _gmp_ops
+from .. import ops
+from . import _gmp_ops  # noqa: F401  (registers fake kernels and autograd formulas)
 from .base import Descriptor, as_float_list
 from .gpsp import DensityModel, default_density, read_gpsp
 
@@ -269,27 +270,14 @@ class GMP(Descriptor):
         }
         return tables, torch.from_numpy(radius)
 
-    def _tables(self, dtype: torch.dtype, device: torch.device):
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> ops.GMPTables:
         key = (dtype, device, self._c1.data_ptr())
         cached = self._cast_cache.get(key)
         if cached is None:
-            names = (
-                "_group_consts",
-                "_group_ptr",
-                "_group_features",
-                "_group_max_order",
-                "_orders",
-                "_offsets",
-                "_c1",
-                "_radii2",
-                "_coeffs",
-                "_multiplicity",
-            )
-            cached = tuple(
-                getattr(self, n)
-                .to(device=device, dtype=dtype if getattr(self, n).is_floating_point() else None)
-                .contiguous()
-                for n in names
+            # the buffers are named after the tables' fields, with a leading underscore
+            buffers = [getattr(self, f"_{name}") for name in ops.GMPTables._fields]
+            cached = ops.GMPTables(
+                *(t.to(device=device, dtype=dtype if t.is_floating_point() else None).contiguous() for t in buffers)
             )
             self._cast_cache = {key: cached}
         return cached
@@ -314,7 +302,15 @@ class GMP(Descriptor):
     def _features(self, positions, numbers, cells, batch, neighbors, row_ptr):
         self.density.require(torch.unique(numbers).cpu().tolist())
         tables = self._tables(positions.dtype, positions.device)
-        return _gmp_ops.gmp(neighbors.vectors, row_ptr, neighbors.j, numbers, tables, self.n_moments, self.square)
+        return ops.gmp(
+            vectors=neighbors.vectors,
+            row_ptr=row_ptr,
+            neighbors_j=neighbors.j,
+            numbers=numbers,
+            tables=tables,
+            n_moments=self.n_moments,
+            square=self.square,
+        ).features
 
     def extra_repr(self) -> str:
         """Parameters shown by ``print(module)``."""

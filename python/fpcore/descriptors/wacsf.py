@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from .. import ops
 from . import _wacsf_ops
 from .base import CUTOFF_FUNCTIONS, Descriptor, as_float_list
 
@@ -103,17 +104,14 @@ class WACSF(Descriptor):
                         )
 
     @property
-    def _op_params(self) -> tuple:
-        return (
-            self.g2_eta, self.g2_rs, self.g4_zeta, self.g4_lambda, self.g4_eta, self.g4_rs,
-            self.g5_zeta, self.g5_lambda, self.g5_eta, self.g5_rs,
-            CUTOFF_FUNCTIONS.index(self.cutoff_fn), self.cutoff,
-        )  # fmt: skip
+    def _op_params(self) -> dict:
+        """The keyword arguments of fpcore.ops.wacsf after the pair list, in schema order."""
+        return {name: getattr(self, name) for name in _wacsf_ops.PARAM_NAMES}
 
     @property
     def n_features(self) -> int:
         """Number of output columns: n_G2 + n_G4 + n_G5 (see the output layout in docs/descriptors/wacsf.md)."""
-        return _wacsf_ops.n_features(*self._op_params[:10])
+        return _wacsf_ops.n_features(self._op_params)
 
     @property
     def feature_labels(self) -> list[str]:
@@ -129,7 +127,9 @@ class WACSF(Descriptor):
         return labels
 
     def _features(self, positions, numbers, cells, batch, neighbors, row_ptr) -> torch.Tensor:
-        return torch.ops.fpcore.wacsf(neighbors.vectors, row_ptr, neighbors.j, numbers, *self._op_params)
+        return ops.wacsf(
+            vectors=neighbors.vectors, row_ptr=row_ptr, neighbors_j=neighbors.j, numbers=numbers, **self._op_params
+        )
 
     def extra_repr(self) -> str:
         """Parameters shown by ``print(module)``."""

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 
+from .. import ops
 from .._structures import Structures, batch_from_atoms, normalize_batch_tensors
 
 
@@ -27,7 +28,7 @@ class Neighbors(NamedTuple):
     distances: torch.Tensor
 
 
-def pair_geometry(positions, cells, batch, i, j, shifts) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_geometry(positions, cells, batch, i, j, shifts) -> ops.PairGeometry:
     """Vectors and distances of given pairs, in one pass (fpcore::pair_geometry).
 
     vectors = positions[j] - positions[i] + shifts @ cells[batch[i]] (P, 3) and distances = |vectors| (P,),
@@ -39,7 +40,7 @@ def pair_geometry(positions, cells, batch, i, j, shifts) -> tuple[torch.Tensor, 
     cells = cells.unsqueeze(0) if cells.dim() == 2 else cells
     if batch is None:
         batch = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
-    return torch.ops.fpcore.pair_geometry(positions, cells, batch, i, j, shifts)
+    return ops.pair_geometry(positions=positions, cells=cells, batch=batch, i=i, j=j, shifts=shifts)
 
 
 def compute(positions, cell, pbc, batch=None, cutoff: float = 5.0) -> Neighbors:
@@ -69,11 +70,16 @@ def neighbors_of_batch(positions, cells, pbc, batch, ptr, cutoff: float) -> Neig
     differentiable = torch.is_grad_enabled() and (positions.requires_grad or cells.requires_grad)
     # Without gradients the search itself emits vectors and distances; with them, the separate
     # differentiable operator recomputes them from the pairs (same formula, same values).
-    i, j, shifts, vectors, distances = torch.ops.fpcore.neighbor_list(
-        positions.detach(), cells.detach(), pbc, ptr, float(cutoff), not differentiable
+    i, j, shifts, vectors, distances = ops.neighbor_list(
+        positions=positions.detach(),
+        cells=cells.detach(),
+        pbc=pbc,
+        ptr=ptr,
+        cutoff=float(cutoff),
+        geometry=not differentiable,
     )
     if differentiable:
-        vectors, distances = torch.ops.fpcore.pair_geometry(positions, cells, batch, i, j, shifts)
+        vectors, distances = ops.pair_geometry(positions=positions, cells=cells, batch=batch, i=i, j=j, shifts=shifts)
     return Neighbors(i, j, shifts, vectors, distances)
 
 

@@ -10,6 +10,8 @@ loss need the second one).
 
 import torch
 
+from .. import ops
+
 
 @torch.library.register_fake("fpcore::neighbor_list")
 def _neighbor_list_fake(positions, cells, pbc, ptr, cutoff, geometry=False):
@@ -46,8 +48,17 @@ def _pair_geometry_setup(ctx, inputs, output):
 
 def _pair_geometry_grad(ctx, grad_vectors, grad_distances):
     vectors, distances, batch, i, j, shifts = ctx.saved_tensors
-    grad_positions, grad_cells = torch.ops.fpcore.pair_geometry_backward(
-        grad_vectors, grad_distances, vectors, distances, batch, i, j, shifts, ctx.n_atoms, ctx.n_cells
+    grad_positions, grad_cells = ops.pair_geometry_backward(
+        grad_vectors=grad_vectors,
+        grad_distances=grad_distances,
+        vectors=vectors,
+        distances=distances,
+        batch=batch,
+        i=i,
+        j=j,
+        shifts=shifts,
+        n_atoms=ctx.n_atoms,
+        n_structures=ctx.n_cells,
     )
     return grad_positions, grad_cells, None, None, None, None
 
@@ -69,7 +80,9 @@ def _backward_grad(ctx, grad_grad_positions, grad_grad_cells):
         grad_grad_positions = vectors.new_zeros((ctx.n_atoms, 3))
     if grad_grad_cells is None:
         grad_grad_cells = vectors.new_zeros((ctx.n_cells, 3, 3))
-    w, _ = torch.ops.fpcore.pair_geometry(grad_grad_positions, grad_grad_cells, batch, i, j, shifts)
+    w = ops.pair_geometry(
+        positions=grad_grad_positions, cells=grad_grad_cells, batch=batch, i=i, j=j, shifts=shifts
+    ).vectors
     positive = distances > 0
     inverse_d = torch.where(positive, 1.0 / torch.where(positive, distances, 1.0), 0.0)
     w_dot_v = (w * vectors).sum(1)
