@@ -166,6 +166,14 @@ def test_improvement_and_table_maths():
     table = table_markdown(s)
     assert "| a | y | 3 ± 1.414 (n=2) | 1.5 ± 0.7071 (n=2) | +50.0 |" in table
     assert "**+15.0**" in table
+    # paired by seed: task b gains -10% and -30%; a seed the baseline lacks is not paired
+    records.append({"task": "b", "target": "y", "arm": "ead", "seed": 7, "test_mae": 1.0})
+    p = aggregate(records, ["baseline", "ead"], ["a", "b"], "baseline")["tasks"]["b"]["paired"]["ead"]
+    assert p["seeds"] == [0, 1] and p["gain_pct"] == pytest.approx([-10.0, -30.0]) and p["wins"] == 0
+    assert p["mean_pct"] == pytest.approx(-20.0) and p["std_pct"] == pytest.approx(math.sqrt(200.0))
+    assert "| b | ead | 0: -10.0, 1: -30.0 | -20.0 ± 14.1 | 0/2 |" in table_markdown(
+        aggregate(records[:-1], ["baseline", "ead"], ["a", "b"], "baseline")
+    )
 
 
 def test_subset_dataset_keeps_structures(tmp_path):

@@ -16,6 +16,21 @@ def improvement(baseline_mae: float, arm_mae: float) -> float:
     return (baseline_mae - arm_mae) / baseline_mae * 100.0
 
 
+def paired(rows: list[dict], baseline: str, arm: str) -> dict:
+    """The arm against the baseline seed by seed (same split, same seed): per-seed % gains, their mean and std, and
+    on how many seeds the arm's test MAE is lower."""
+    by_seed = {a: {r["seed"]: float(r["test_mae"]) for r in rows if r["arm"] == a} for a in (baseline, arm)}
+    seeds = sorted(set(by_seed[baseline]) & set(by_seed[arm]))
+    gains = [improvement(by_seed[baseline][s], by_seed[arm][s]) for s in seeds]
+    return {
+        "seeds": seeds,
+        "gain_pct": gains,
+        "mean_pct": statistics.fmean(gains) if gains else float("nan"),
+        "std_pct": statistics.stdev(gains) if len(gains) > 1 else float("nan"),
+        "wins": sum(by_seed[arm][s] < by_seed[baseline][s] for s in seeds),
+    }
+
+
 def aggregate(records: list[dict], arms: list[str], tasks: list[str], baseline: str | None) -> dict:
     """Per task and arm: test-MAE mean/std over seeds; per task: % improvement of the mean MAE over the baseline's;
     per arm: the improvement averaged over the tasks where both it and the baseline have results."""
@@ -37,11 +52,13 @@ def aggregate(records: list[dict], arms: list[str], tasks: list[str], baseline: 
                 }
         # Runs whose best epoch lies in the last 10% of their epoch cap may not have converged.
         entry["late_best"] = sorted(f"{r['arm']}/seed{r['seed']}" for r in rows if r.get("late_best"))
+        entry["paired"] = {}
         if baseline in entry["arms"]:
             base = entry["arms"][baseline]["mean"]
             for arm in arms:
                 if arm != baseline and arm in entry["arms"]:
                     entry["improvement_pct"][arm] = improvement(base, entry["arms"][arm]["mean"])
+                    entry["paired"][arm] = paired(rows, baseline, arm)
         per_task[task] = entry
     average = {}
     for arm in arms:
@@ -112,6 +129,21 @@ def table_markdown(summary: dict, title: str = "") -> str:
             + ".",
             "The paper's reported averages (ET backbone, 11 tasks): EAD 16.9%, wACSF 16.8%, GMP 15.2%.",
         ]
+    pairs = [(t, a, e["paired"][a]) for t, e in summary["tasks"].items() for a in others if a in e.get("paired", {})]
+    if pairs:
+        lines += [
+            "",
+            "Paired by seed (same split and seed for both arms): the per-seed gain (baseline − arm) / baseline × 100, "
+            "its mean ± std over seeds, and the seeds on which the arm beats the baseline. A mean gain within about "
+            "one std of zero is within seed noise.",
+            "",
+            "| task | arm | per-seed gain % | mean ± std % | beats baseline |",
+            "|---|---|---|---|---|",
+        ]
+        for task, arm, p in pairs:
+            per_seed = ", ".join(f"{s}: {g:+.1f}" for s, g in zip(p["seeds"], p["gain_pct"]))
+            spread = f"{p['mean_pct']:+.1f} ± {p['std_pct']:.1f}" if math.isfinite(p["std_pct"]) else "—"
+            lines.append(f"| {task} | {arm} | {per_seed} | {spread} | {p['wins']}/{len(p['seeds'])} |")
     late = {t: e["late_best"] for t, e in summary["tasks"].items() if e.get("late_best")}
     if late:
         lines += [
