@@ -200,24 +200,25 @@ FPCORE_HD void entry_gradient(const Tables<T>& t, T x, T y, T z, int64_t s, cons
   grad[2] += gz;
 }
 
-// Feature value of f from the centre's moments Q (sqrt of the multinomial-weighted sum of S^2).
-template <typename T>
-FPCORE_HD T feature_value(const Tables<T>& t, int64_t f, const T* Q, bool square) {
+// Feature value of f from the centre's moments Q (sqrt of the multinomial-weighted sum of S^2), evaluated in the
+// moments' type Acc: the CUDA kernel keeps float32 moments in double, since S cancels strongly at high orders.
+template <typename T, typename Acc>
+FPCORE_HD T feature_value(const Tables<T>& t, int64_t f, const Acc* Q, bool square) {
   using std::fabs;
   using std::sqrt;
   const int n = static_cast<int>(t.orders[f]);
-  const T* q = Q + t.offsets[f];
-  if (n < 0) return square ? q[0] * q[0] : fabs(q[0]);
+  const Acc* q = Q + t.offsets[f];
+  if (n < 0) return static_cast<T>(square ? q[0] * q[0] : fabs(q[0]));
   const int nm = n_monomials(n);
   const T* C = t.coeffs + static_cast<int64_t>(n) * kMaxMonomials * kMaxMonomials;
   const T* w = t.multiplicity + static_cast<int64_t>(n) * kMaxMonomials;
-  T sum = 0;
+  Acc sum = 0;
   for (int l = 0; l < nm; ++l) {
-    T S = 0;
-    for (int m = 0; m < nm; ++m) S += C[l * kMaxMonomials + m] * q[m];
-    sum += w[l] * S * S;
+    Acc S = 0;
+    for (int m = 0; m < nm; ++m) S += static_cast<Acc>(C[l * kMaxMonomials + m]) * q[m];
+    sum += static_cast<Acc>(w[l]) * S * S;
   }
-  return square ? sum : sqrt(sum);
+  return static_cast<T>(square ? sum : sqrt(sum));
 }
 
 // dL/dQ_f[m] from dL/dx_f (added into G): d||S||/dS = w S / ||S||, 0 where the norm is 0.

@@ -1,8 +1,14 @@
 // CUDA kernels of fpcore::gmp and fpcore::gmp_backward: one thread block per centre atom, threads
-// stride over the centre's pairs; the centre's moments live in shared memory (shared-memory atomics
-// in the forward; the backward gives each pair's gradient to exactly one thread, so it needs none).
+// stride over the centre's pairs. The forward accumulates the centre's moments in double whatever the
+// input dtype (float32 sums lose ~20x the CPU's accuracy at order 8, where the features cancel
+// strongly), with atomics: the summation order varies from run to run, so results are not bitwise
+// reproducible, except under torch.use_deterministic_algorithms(True), where each centre is summed by
+// one thread in entry order. The backward gives each pair's gradient to exactly one thread, so it needs
+// no atomics. Moments live in shared memory when they fit, else in a global scratch buffer, so every
+// configuration the CPU accepts runs.
 // Index contents (row_ptr, j, species) are checked on the device first (common/index_checks.h).
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -17,22 +23,25 @@ namespace {
 
 using gmp::Tables;
 constexpr int kThreads = 128;
+// Dynamic shared memory every CUDA device grants a block without an opt-in attribute.
+constexpr size_t kSharedBytes = 48 * 1024;
 
+// scratch: nullptr when the moments fit in shared memory, else n_moments values per centre.
 template <typename T>
 __global__ void gmp_forward_kernel(Tables<T> t, const T* __restrict__ vec, const int64_t* __restrict__ rp,
                                    const int64_t* __restrict__ nj, const int64_t* __restrict__ sp, int64_t n_moments,
-                                   bool square, T* __restrict__ out, T* __restrict__ mom) {
+                                   bool square, T* __restrict__ out, T* __restrict__ mom, double* scratch) {
   extern __shared__ unsigned char smem[];
-  T* Q = reinterpret_cast<T*>(smem);
   const int64_t i = blockIdx.x;
-  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) Q[m] = T(0);
+  double* Q = scratch == nullptr ? reinterpret_cast<double*>(smem) : scratch + i * n_moments;
+  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) Q[m] = 0.0;
   __syncthreads();
-  auto add = [Q](int64_t m, T value) { atomicAdd(Q + m, value); };
+  auto add = [Q](int64_t m, T value) { atomicAdd(Q + m, static_cast<double>(value)); };
   if (threadIdx.x == 0) gmp::accumulate_entry(t, T(0), T(0), T(0), sp[i], add);  // self term
   for (int64_t p = rp[i] + threadIdx.x; p < rp[i + 1]; p += blockDim.x)
     gmp::accumulate_entry(t, vec[3 * p], vec[3 * p + 1], vec[3 * p + 2], sp[nj[p]], add);
   __syncthreads();
-  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) mom[i * n_moments + m] = Q[m];
+  for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) mom[i * n_moments + m] = static_cast<T>(Q[m]);
   for (int64_t f = threadIdx.x; f < t.n_features; f += blockDim.x)
     out[i * t.n_features + f] = gmp::feature_value(t, f, Q, square);
 }
@@ -41,10 +50,10 @@ template <typename T>
 __global__ void gmp_backward_kernel(Tables<T> t, const T* __restrict__ vec, const int64_t* __restrict__ rp,
                                     const int64_t* __restrict__ nj, const int64_t* __restrict__ sp, int64_t n_moments,
                                     bool square, const T* __restrict__ gf, const T* __restrict__ mom,
-                                    const T* __restrict__ gmom, T* __restrict__ gv) {
+                                    const T* __restrict__ gmom, T* __restrict__ gv, T* scratch) {
   extern __shared__ unsigned char smem[];
-  T* G = reinterpret_cast<T*>(smem);
   const int64_t i = blockIdx.x;
+  T* G = scratch == nullptr ? reinterpret_cast<T*>(smem) : scratch + i * n_moments;
   if (rp[i] == rp[i + 1]) return;  // only the constant self term: whole block leaves together
   for (int64_t m = threadIdx.x; m < n_moments; m += blockDim.x) G[m] = gmom ? gmom[i * n_moments + m] : T(0);
   __syncthreads();
@@ -57,12 +66,14 @@ __global__ void gmp_backward_kernel(Tables<T> t, const T* __restrict__ vec, cons
     gmp::entry_gradient(t, vec[3 * p], vec[3 * p + 1], vec[3 * p + 2], sp[nj[p]], G, gv + 3 * p);
 }
 
-size_t shared_bytes(int64_t n_moments, at::ScalarType type) {
+// Per-centre buffer of n_moments values of `type`: shared memory when it fits (returns its size), else a
+// global scratch tensor of N rows (shared size 0).
+size_t moment_buffer(int64_t n_atoms, int64_t n_moments, at::ScalarType type, const at::TensorOptions& options,
+                     at::Tensor& scratch) {
   const size_t bytes = static_cast<size_t>(n_moments) * at::elementSize(type);
-  TORCH_CHECK(bytes <= 48 * 1024, "fpcore.gmp (CUDA): ", n_moments,
-              " moments per atom exceed the 48 KiB of shared "
-              "memory of one block; use fewer features per GMP module");
-  return bytes;
+  if (bytes <= kSharedBytes) return bytes;
+  scratch = at::empty({n_atoms * n_moments}, options.dtype(type));
+  return 0;
 }
 
 std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
@@ -90,13 +101,17 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   at::Tensor features = at::zeros({N, F}, vectors.options());
   at::Tensor moments = at::zeros({N, n_moments}, vectors.options());
   if (N == 0) return {features, moments};
-  const size_t shm = shared_bytes(n_moments, vectors.scalar_type());
+  at::Tensor scratch;
+  const size_t shm = moment_buffer(N, n_moments, at::kDouble, vectors.options(), scratch);
+  // One thread per centre adds the entries in order: the double sums no longer depend on atomic timing.
+  const int threads = at::globalContext().deterministicAlgorithms() ? 1 : kThreads;
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_cuda", [&] {
     const Tables<scalar_t> t = gmp::make_tables<scalar_t>(group_consts, group_ptr, group_features, gmax, orders,
                                                           offsets, c1, radii2, coeffs, multiplicity);
-    gmp_forward_kernel<scalar_t><<<N, kThreads, shm, c10::cuda::getCurrentCUDAStream()>>>(
+    gmp_forward_kernel<scalar_t><<<N, threads, shm, c10::cuda::getCurrentCUDAStream()>>>(
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
-        species.data_ptr<int64_t>(), n_moments, square, features.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>());
+        species.data_ptr<int64_t>(), n_moments, square, features.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>(),
+        scratch.defined() ? scratch.data_ptr<double>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {features, moments};
@@ -130,7 +145,8 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
   at::Tensor grad_vectors = at::zeros_like(vectors);
   if (N == 0) return grad_vectors;
-  const size_t shm = shared_bytes(n_moments, vectors.scalar_type());
+  at::Tensor scratch;
+  const size_t shm = moment_buffer(N, n_moments, vectors.scalar_type(), vectors.options(), scratch);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_backward_cuda", [&] {
     const Tables<scalar_t> t = gmp::make_tables<scalar_t>(group_consts, group_ptr, group_features, gmax, orders,
                                                           offsets, c1, radii2, coeffs, multiplicity);
@@ -138,7 +154,7 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
         species.data_ptr<int64_t>(), n_moments, square, grad_features.data_ptr<scalar_t>(),
         moments.data_ptr<scalar_t>(), has_gm ? grad_moments.data_ptr<scalar_t>() : nullptr,
-        grad_vectors.data_ptr<scalar_t>());
+        grad_vectors.data_ptr<scalar_t>(), scratch.defined() ? scratch.data_ptr<scalar_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return grad_vectors;
