@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a fresh CUDA machine (no internet; torch with CUDA, torch_geometric,
 # scikit-build-core, cmake and ninja already installed): builds fpcore with its CUDA kernels, runs
-# the whole test suite (CUDA tests included) and the CUDA benchmarks. Everything goes to $OUT
-# (default ./gpu_check_out). Step time limits add up to 10 minutes; a normal run takes well under 8.
+# the device matrix first (`-m cuda`: every test whose `device` parameter, from tests/conftest.py
+# DEVICES or OTHER_DEVICES, is cuda: the reference, gradcheck, opcheck and bad-input tests on the
+# GPU, and the GPU-against-CPU comparisons), then the rest of the suite, then the CUDA benchmarks.
+# Everything goes to $OUT (default ./gpu_check_out). The steps are ordered by what a GPU alone can
+# confirm, so a run cut short still reports the matrix.
 #
 #   OUT=/some/dir bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -33,7 +36,8 @@ step build 270 python -m pip install --no-build-isolation --no-deps -v . || { ec
 
 # The source tree keeps the package under python/, so tests and benchmarks import the installed one.
 step cuda_info 60 python -c "import fpcore, fpcore._library as l; print(fpcore.__file__, 'cuda:', l.cuda_available())"
-step tests 150 python -m pytest -x -q -rs -p no:cacheprovider tests
+step tests_cuda 180 python -m pytest -q -rs -p no:cacheprovider -m cuda tests
+step tests 150 python -m pytest -x -q -rs -p no:cacheprovider -m "not cuda" tests
 step bench_neighbors 90 python benchmarks/bench_neighbors.py --device cuda --out "$OUT"
 if [ -f benchmarks/bench_descriptors.py ]; then
   step bench_descriptors 90 python benchmarks/bench_descriptors.py --device cuda --out "$OUT"

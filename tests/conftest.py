@@ -3,6 +3,8 @@ import pathlib
 import pytest
 import torch
 
+from fpcore._library import cuda_available
+
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -19,4 +21,21 @@ def shared_dir():
     return SHARED
 
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# The device axis of the operator, gradient and reference tests: CUDA where fpcore was built with its CUDA kernels
+# and a GPU is visible (torch seeing a GPU is not enough: a CPU-only fpcore build has no CUDA kernels to test).
+DEVICES = ["cpu"] + (["cuda"] if cuda_available() else [])
+# Devices whose answers are compared against the CPU's (the same pairs in the same order, the same features);
+# on a machine without them those tests are skipped, saying why.
+OTHER_DEVICES = [
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif("cuda" not in DEVICES, reason="needs a GPU and fpcore built with CUDA")
+    )
+]
+
+
+def pytest_collection_modifyitems(items):
+    # The "cuda" marker (pyproject.toml) selects the device matrix: benchmarks/gpu_check.sh runs `-m cuda` first.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("device") == "cuda":
+            item.add_marker(pytest.mark.cuda)

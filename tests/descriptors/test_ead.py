@@ -10,8 +10,8 @@ from ase import Atoms
 from ase.build import molecule
 
 import fpcore
-from fpcore._library import cuda_available
 
+from ..conftest import DEVICES, OTHER_DEVICES
 from . import shared_reference as ref
 from .torch_reference_ead import ead_reference
 
@@ -35,12 +35,12 @@ def descriptor_for(set_name, dtype=torch.float64) -> fpcore.EAD:
     return fpcore.EAD(cutoff=p["Rc"], L=p["L"], eta=p["eta"], rs=p["Rs"], cutoff_fn=p["cutoff"], dtype=dtype)
 
 
-def tensors(atoms, dtype=torch.float64):
+def tensors(atoms, dtype=torch.float64, device="cpu"):
     return (
-        torch.tensor(atoms.positions, dtype=dtype),
-        torch.tensor(atoms.numbers),
-        torch.tensor(np.asarray(atoms.cell), dtype=dtype),
-        torch.tensor(atoms.pbc),
+        torch.tensor(atoms.positions, dtype=dtype, device=device),
+        torch.tensor(atoms.numbers, device=device),
+        torch.tensor(np.asarray(atoms.cell), dtype=dtype, device=device),
+        torch.tensor(atoms.pbc, device=device),
     )
 
 
@@ -49,22 +49,27 @@ def tensors(atoms, dtype=torch.float64):
 
 @pytest.mark.parametrize("set_name", SETS)
 @pytest.mark.parametrize("name", STRUCTURE_NAMES)
-def test_values_match_reference(set_name, name):
+@pytest.mark.parametrize("device", DEVICES)
+def test_values_match_reference(device, set_name, name):
     spec = ref.params()["sets"][set_name]
-    ead = descriptor_for(set_name)
+    ead = descriptor_for(set_name).to(device)
     assert ead.feature_labels == spec["feature_order"]
     assert ead.n_features == spec["n_features"]
     got = ead(ref.structures()[name])
-    ref.assert_matches(got.numpy(), ref.values()[f"{set_name}/{name}"], spec["column_scale"], f"{set_name}/{name}")
+    assert got.device.type == device
+    ref.assert_matches(
+        got.cpu().numpy(), ref.values()[f"{set_name}/{name}"], spec["column_scale"], f"{set_name}/{name}"
+    )
 
 
 @pytest.mark.parametrize("set_name", SETS)
-def test_derivatives_match_reference(set_name):
+@pytest.mark.parametrize("device", DEVICES)
+def test_derivatives_match_reference(device, set_name):
     spec = ref.params()["sets"][set_name]
-    ead = descriptor_for(set_name)
+    ead = descriptor_for(set_name).to(device)
     derivs = ref.derivatives()
     for name in spec["derivative_structures"]:
-        dxdr, rdxdr = fpcore.descriptors.dense_derivatives(ead, ref.structures()[name])
+        dxdr, rdxdr = (t.cpu() for t in fpcore.descriptors.dense_derivatives(ead, ref.structures()[name]))
         ref.assert_matches(dxdr.numpy(), derivs[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"], f"dxdr {name}")
         ref.assert_matches(
             rdxdr.numpy(), derivs[f"rdxdr/{set_name}/{name}"], spec["rdxdr_column_scale"], f"rdxdr {name}"
@@ -104,44 +109,49 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,rc,L,cutoff_fn", CASES)
-def test_matches_torch_reference_values_and_gradients(name, rc, L, cutoff_fn):
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_torch_reference_values_and_gradients(device, name, rc, L, cutoff_fn):
     atoms = random_structures()[name]
     eta, rs = [0.3, 1.1], [0.0, 1.2, 2.1]
-    ead = fpcore.EAD(cutoff=rc, L=L, eta=eta, rs=rs, cutoff_fn=cutoff_fn)
+    ead = fpcore.EAD(cutoff=rc, L=L, eta=eta, rs=rs, cutoff_fn=cutoff_fn).to(device)
+    # fpcore on the device under test, the reference on the CPU
+    pos_d, numbers_d, cell_d, pbc_d = tensors(atoms, device=device)
     pos, numbers, cell, pbc = tensors(atoms)
-    pos.requires_grad_(True)
-    cell.requires_grad_(True)
-    got = ead.compute(pos, numbers, cell, pbc)
+    for t in (pos_d, cell_d, pos, cell):
+        t.requires_grad_(True)
+    got = ead.compute(pos_d, numbers_d, cell_d, pbc_d)
     want = ead_reference(pos, numbers, cell, atoms.pbc, rc, L, eta, rs, cutoff_fn)
     scale = want.abs().amax(0).clamp_min(1e-300)
-    assert got.shape == (len(atoms), ead.n_features)
-    assert torch.all((got - want).abs() <= 1e-11 * torch.maximum(want.abs(), scale))
+    assert got.shape == (len(atoms), ead.n_features) and got.device.type == device
+    assert torch.all((got.cpu() - want).abs() <= 1e-11 * torch.maximum(want.abs(), scale))
     weights = torch.randn(got.shape, dtype=got.dtype, generator=torch.Generator().manual_seed(1))
-    g_got = torch.autograd.grad((got * weights).sum(), (pos, cell))
+    g_got = torch.autograd.grad((got * weights.to(device)).sum(), (pos_d, cell_d))
     g_want = torch.autograd.grad((want * weights).sum(), (pos, cell))
     for a, b in zip(g_got, g_want):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
 
 
 # ---------------------------------------------------------------- autograd and operator checks
 
 
-def small_problem(dtype=torch.float64, L=3):
+def small_problem(dtype=torch.float64, L=3, device="cpu"):
     atoms = random_structures()["skewed"]
-    pos, numbers, cell, pbc = tensors(atoms, dtype)
-    ead = fpcore.EAD(cutoff=3.2, L=L, eta=[0.5], rs=[0.0, 1.5], cutoff_fn="cosine")
+    pos, numbers, cell, pbc = tensors(atoms, dtype, device)
+    ead = fpcore.EAD(cutoff=3.2, L=L, eta=[0.5], rs=[0.0, 1.5], cutoff_fn="cosine").to(device)
     return ead, pos, numbers, cell, pbc
 
 
-def test_gradcheck_positions_and_cell():
-    ead, pos, numbers, cell, pbc = small_problem()
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_positions_and_cell(device):
+    ead, pos, numbers, cell, pbc = small_problem(device=device)
     pos.requires_grad_(True)
     cell.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p, c: ead.compute(p, numbers, c, pbc), (pos, cell))
 
 
-def test_double_backward_gradgradcheck():
-    ead, pos, numbers, cell, pbc = small_problem(L=2)
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_gradgradcheck(device):
+    ead, pos, numbers, cell, pbc = small_problem(L=2, device=device)
     pos.requires_grad_(True)
     cell.requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda p, c: ead.compute(p, numbers, c, pbc), (pos, cell))
@@ -157,18 +167,21 @@ def op_sample(dtype=torch.float64, device="cpu"):
     return nl.vectors, row_ptr, nl.j, numbers
 
 
-def test_opcheck():
-    vectors, row_ptr, j, numbers = op_sample()
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    vectors, row_ptr, j, numbers = op_sample(device=device)
     args = (vectors.clone().requires_grad_(True), row_ptr, j, numbers, [0.5, 1.0], [0.0, 1.5], 3, "poly2", 3.2)
     torch.library.opcheck(torch.ops.fpcore.ead.default, args)
-    grad = torch.randn(numbers.shape[0], (3 + 1) * 2 * 2, dtype=vectors.dtype)
+    grad = torch.randn(numbers.shape[0], (3 + 1) * 2 * 2, dtype=vectors.dtype, device=device)
     torch.library.opcheck(torch.ops.fpcore.ead_backward.default, (grad,) + (vectors,) + args[1:])
 
 
-def test_float32_matches_float64():
-    x64 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0])(random_structures()["skewed"])
-    x32 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0], dtype=torch.float32)(random_structures()["skewed"])
-    assert x32.dtype == torch.float32
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_matches_float64(device):
+    atoms = random_structures()["skewed"]
+    x64 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0]).to(device)(atoms)
+    x32 = fpcore.EAD(cutoff=4.0, L=3, eta=[0.4, 1.2], rs=[0.0, 2.0], dtype=torch.float32).to(device)(atoms)
+    assert x32.dtype == torch.float32 and x32.device.type == device
     scale = x64.abs().amax(0)
     assert torch.all((x32.double() - x64).abs() <= 1e-5 * torch.maximum(x64.abs(), scale))
 
@@ -271,8 +284,9 @@ def test_bad_parameters_raise(kwargs, match):
         fpcore.EAD(**kwargs)
 
 
-def test_bad_operator_inputs_raise():
-    vectors, row_ptr, j, numbers = op_sample()
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_operator_inputs_raise(device):
+    vectors, row_ptr, j, numbers = op_sample(device=device)
     op = torch.ops.fpcore.ead
     with pytest.raises(RuntimeError, match="L must be in 0..8"):
         op(vectors, row_ptr, j, numbers, [1.0], [0.0], 9, "cosine", 3.2)
@@ -290,17 +304,26 @@ def test_bad_operator_inputs_raise():
         op(vectors.long(), row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2)
     with pytest.raises(RuntimeError, match="grad_features"):
         torch.ops.fpcore.ead_backward(
-            torch.zeros(1, 3, dtype=vectors.dtype), vectors, row_ptr, j, numbers, [1.0], [0.0], 2, "cosine", 3.2
+            torch.zeros(1, 3, dtype=vectors.dtype, device=device),
+            vectors,
+            row_ptr,
+            j,
+            numbers,
+            [1.0],
+            [0.0],
+            2,
+            "cosine",
+            3.2,
         )
 
 
-# ---------------------------------------------------------------- CUDA
+# ---------------------------------------------------------------- other devices against the CPU
 
 
-@pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
+@pytest.mark.parametrize("device", OTHER_DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("L", [0, 3, 8])
-def test_cuda_matches_cpu(dtype, L):
+def test_device_matches_cpu(dtype, L, device):
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     args = ([0.4, 1.2], [0.0, 1.0, 2.0], L, "poly2", 3.2)
     vectors, row_ptr, j, numbers = op_sample(dtype)
@@ -308,17 +331,8 @@ def test_cuda_matches_cpu(dtype, L):
     x_cpu = torch.ops.fpcore.ead(v_cpu, row_ptr, j, numbers, *args)
     w = torch.randn_like(x_cpu)
     (g_cpu,) = torch.autograd.grad((x_cpu * w).sum(), v_cpu)
-    v_gpu = vectors.cuda().requires_grad_(True)
-    x_gpu = torch.ops.fpcore.ead(v_gpu, row_ptr.cuda(), j.cuda(), numbers.cuda(), *args)
-    (g_gpu,) = torch.autograd.grad((x_gpu * w.cuda()).sum(), v_gpu)
-    torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
-    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=tol, atol=tol * float(g_cpu.abs().max()))
-
-
-@pytest.mark.skipif(not cuda_available(), reason="fpcore was built without CUDA or no GPU is visible")
-def test_cuda_descriptor_matches_reference():
-    ead = descriptor_for("ead").cuda()
-    for name in STRUCTURE_NAMES:
-        got = ead(ref.structures()[name]).cpu()
-        spec = ref.params()["sets"]["ead"]
-        ref.assert_matches(got.numpy(), ref.values()[f"ead/{name}"], spec["column_scale"], name)
+    v_dev = vectors.to(device).requires_grad_(True)
+    x_dev = torch.ops.fpcore.ead(v_dev, row_ptr.to(device), j.to(device), numbers.to(device), *args)
+    (g_dev,) = torch.autograd.grad((x_dev * w.to(device)).sum(), v_dev)
+    torch.testing.assert_close(x_dev.cpu(), x_cpu, rtol=tol, atol=tol * float(x_cpu.abs().max()))
+    torch.testing.assert_close(g_dev.cpu(), g_cpu, rtol=tol, atol=tol * float(g_cpu.abs().max()))

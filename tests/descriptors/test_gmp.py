@@ -10,11 +10,10 @@ from ase import Atoms
 from ase.build import bulk
 
 import fpcore
-from fpcore._library import cuda_available
 from fpcore.descriptors.gmp import coefficient_tables, monomials, solid_harmonic
 from fpcore.descriptors.gpsp import default_density, read_gpsp
 
-from ..conftest import SHARED
+from ..conftest import DEVICES, OTHER_DEVICES, SHARED
 from . import shared_reference as sr
 from .torch_reference_gmp import gmp_reference
 
@@ -40,12 +39,12 @@ def reference_gmp(set_name):
     )
 
 
-def tensors(atoms, dtype=torch.float64):
+def tensors(atoms, dtype=torch.float64, device="cpu"):
     return (
-        torch.tensor(atoms.positions, dtype=dtype),
-        torch.tensor(atoms.numbers),
-        torch.tensor(np.asarray(atoms.cell), dtype=dtype),
-        torch.tensor(atoms.pbc),
+        torch.tensor(atoms.positions, dtype=dtype, device=device),
+        torch.tensor(atoms.numbers, device=device),
+        torch.tensor(np.asarray(atoms.cell), dtype=dtype, device=device),
+        torch.tensor(atoms.pbc, device=device),
     )
 
 
@@ -57,24 +56,25 @@ def small_structure(seed=0):
 
 # ------------------------------------------------------------------ reference values and derivatives
 @pytest.mark.parametrize("set_name", SETS)
-def test_reference_values(set_name):
-    gmp = reference_gmp(set_name)
+@pytest.mark.parametrize("device", DEVICES)
+def test_reference_values(device, set_name):
+    gmp = reference_gmp(set_name).to(device)
     spec = sr.params()["sets"][set_name]
     assert gmp.feature_labels == spec["feature_order"]
     for name, atoms in sr.structures().items():
-        got = gmp(atoms).numpy()
+        got = gmp(atoms).cpu().numpy()
         sr.assert_matches(got, sr.values()[f"{set_name}/{name}"], spec["column_scale"], f"{set_name}/{name}")
 
 
 @functools.cache
-def reference_jacobians(set_name, name):
+def reference_jacobians(set_name, name, device="cpu"):
     """(full derivative dx[i,f]/dr[j,c], fixed-reference-point derivative without its diagonal)."""
     gmp = reference_gmp(set_name)
     atoms = sr.structures()[name]
-    pos, numbers, cell, pbc = tensors(atoms)
+    pos, numbers, cell, pbc = tensors(atoms, device=device)
     nb = fpcore.neighbors.compute(pos, cell, pbc, None, gmp.neighbor_cutoff(numbers))
-    row_ptr = torch.searchsorted(nb.i, torch.arange(len(atoms) + 1))
-    tables = gmp._tables(torch.float64, torch.device("cpu"))
+    row_ptr = torch.searchsorted(nb.i, torch.arange(len(atoms) + 1, device=device))
+    tables = gmp._tables(torch.float64, torch.device(device))
 
     def from_vectors(v):
         return fpcore.ops.gmp(
@@ -90,16 +90,18 @@ def reference_jacobians(set_name, name):
     jv = torch.autograd.functional.jacobian(from_vectors, nb.vectors.detach())  # (N, F, P, 3)
     n = len(atoms)
     # vectors = r_j - r_i + T: moving j moves the pair's end, moving i (the evaluation point) its start
-    neighbour_part = torch.zeros(n, gmp.n_features, n, 3, dtype=torch.float64).index_add_(2, nb.j, jv)
-    centre_part = torch.zeros(n, gmp.n_features, n, 3, dtype=torch.float64).index_add_(2, nb.i, jv)
+    jv, j, i = jv.cpu(), nb.j.cpu(), nb.i.cpu()
+    neighbour_part = torch.zeros(n, gmp.n_features, n, 3, dtype=torch.float64).index_add_(2, j, jv)
+    centre_part = torch.zeros(n, gmp.n_features, n, 3, dtype=torch.float64).index_add_(2, i, jv)
     return (neighbour_part - centre_part).numpy(), neighbour_part.numpy()
 
 
 @pytest.mark.parametrize("set_name", SETS)
-def test_reference_full_derivatives(set_name):
+@pytest.mark.parametrize("device", DEVICES)
+def test_reference_full_derivatives(device, set_name):
     spec = sr.params()["sets"][set_name]
     for name in spec["derivative_structures"]:
-        full, _ = reference_jacobians(set_name, name)
+        full, _ = reference_jacobians(set_name, name, device)
         sr.assert_matches(
             full, sr.derivatives()[f"dxdr/{set_name}/{name}"], spec["dxdr_column_scale"], f"dxdr/{set_name}/{name}"
         )
@@ -139,24 +141,30 @@ def test_reference_fixed_reference_point_derivatives(set_name):
 
 # ------------------------------------------------------------------ independent torch implementation
 @pytest.mark.parametrize("square, scaling_mode", [(False, "radial"), (True, "both")])
-def test_matches_torch_reference_values_and_gradients(square, scaling_mode):
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_torch_reference_values_and_gradients(device, square, scaling_mode):
     density = read_gpsp(require_gpsp()) if GPSP.exists() else default_density()
     gmp = fpcore.GMP(
         orders=[-1, 0, 1, 2, 3, 4], sigmas=[0.3, 0.8], density=density, square=square, scaling_mode=scaling_mode
     )
+    gmp = gmp.to(device)
     atoms = small_structure(1)
+    # fpcore on the device under test, the reference on the CPU
+    pos_d, numbers_d, cell_d, pbc_d = tensors(atoms, device=device)
     pos, numbers, cell, pbc = tensors(atoms)
+    pos_d.requires_grad_(True)
     pos.requires_grad_(True)
-    got = gmp.compute(pos, numbers, cell, pbc)
+    got = gmp.compute(pos_d, numbers_d, cell_d, pbc_d)
+    assert got.device.type == device
     want = gmp_reference(
         pos, numbers, cell, pbc, gmp.orders, gmp.sigmas, density.gaussians, square=square, scaling_mode=scaling_mode
     )
     scale = want.detach().abs().amax(0)
-    sr.assert_matches(got.detach(), want.detach(), scale, "values vs torch reference", rtol=1e-11)
+    sr.assert_matches(got.detach().cpu(), want.detach(), scale, "values vs torch reference", rtol=1e-11)
     w = torch.randn(got.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    (g_got,) = torch.autograd.grad((got * w).sum(), pos)
+    (g_got,) = torch.autograd.grad((got * w.to(device)).sum(), pos_d)
     (g_want,) = torch.autograd.grad((want * w).sum(), pos)
-    torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-12 * float(g_want.abs().max()))
+    torch.testing.assert_close(g_got.cpu(), g_want, rtol=1e-10, atol=1e-12 * float(g_want.abs().max()))
 
 
 def test_radius_is_largest_inclusion_radius_of_present_elements():
@@ -239,10 +247,11 @@ def test_order_9_is_rotation_invariant():
 
 
 # ------------------------------------------------------------------ gradients, opcheck, dtypes
-def test_gradcheck_positions_and_cell():
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_positions_and_cell(device):
     # overlap_threshold 1e-20 makes truncation jumps (of size ~threshold) invisible to finite differences
-    gmp = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 0.9], overlap_threshold=1e-20)
-    pos, numbers, cell, pbc = tensors(small_structure(2))
+    gmp = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 0.9], overlap_threshold=1e-20).to(device)
+    pos, numbers, cell, pbc = tensors(small_structure(2), device=device)
     pos.requires_grad_(True)
     cell.requires_grad_(True)
     assert torch.autograd.gradcheck(
@@ -259,23 +268,25 @@ def test_double_backward_raises():
         g.sum().backward()
 
 
-def test_opcheck():
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
     gmp = fpcore.GMP(orders=[-1, 0, 2], sigmas=[0.5, 1.0])
-    pos, numbers, cell, pbc = tensors(small_structure())
+    pos, numbers, cell, pbc = tensors(small_structure(), device=device)
     nb = fpcore.neighbors.compute(pos, cell, pbc, None, 3.0)
-    row_ptr = torch.searchsorted(nb.i, torch.arange(len(numbers) + 1))
+    row_ptr = torch.searchsorted(nb.i, torch.arange(len(numbers) + 1, device=device))
     vec = nb.vectors.detach().clone().requires_grad_(True)
     for square in (False, True):
-        args = (vec, row_ptr, nb.j, numbers, *gmp._tables(torch.float64, torch.device("cpu")), gmp.n_moments, square)
+        args = (vec, row_ptr, nb.j, numbers, *gmp._tables(torch.float64, torch.device(device)), gmp.n_moments, square)
         torch.library.opcheck(torch.ops.fpcore.gmp.default, args)
 
 
-def test_float32_matches_float64():
-    gmp64 = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 1.0])
-    gmp32 = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 1.0], dtype=torch.float32)
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_matches_float64(device):
+    gmp64 = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 1.0]).to(device)
+    gmp32 = fpcore.GMP(orders=[-1, 0, 1, 2, 3], sigmas=[0.4, 1.0], dtype=torch.float32).to(device)
     atoms = small_structure(3)
     x64, x32 = gmp64(atoms), gmp32(atoms)
-    assert x32.dtype == torch.float32
+    assert x32.dtype == torch.float32 and x32.device.type == device
     torch.testing.assert_close(x32.double(), x64, rtol=1e-4, atol=1e-5 * float(x64.abs().max()))
 
 
@@ -348,41 +359,39 @@ def test_parser_and_parameter_errors(tmp_path):
             fpcore.GMP(**kwargs)
 
 
-def test_operator_rejects_bad_input():
+@pytest.mark.parametrize("device", DEVICES)
+def test_operator_rejects_bad_input(device):
     gmp = fpcore.GMP(orders=[0], sigmas=[0.5])
-    tables = gmp._tables(torch.float64, torch.device("cpu"))
-    vec = torch.zeros(2, 3, dtype=torch.float64)
+    tables = gmp._tables(torch.float64, torch.device(device))
+    vec = torch.zeros(2, 3, dtype=torch.float64, device=device)
+
+    def index(values):
+        return torch.tensor(values, device=device)
+
     with pytest.raises(RuntimeError, match="neighbors_j"):
-        torch.ops.fpcore.gmp(
-            vec, torch.tensor([0, 2]), torch.tensor([0, 5]), torch.tensor([1]), *tables, gmp.n_moments, False
-        )
+        torch.ops.fpcore.gmp(vec, index([0, 2]), index([0, 5]), index([1]), *tables, gmp.n_moments, False)
     with pytest.raises(RuntimeError, match="row_ptr"):
-        torch.ops.fpcore.gmp(
-            vec, torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor([1]), *tables, gmp.n_moments, False
-        )
+        torch.ops.fpcore.gmp(vec, index([0, 1]), index([0, 0]), index([1]), *tables, gmp.n_moments, False)
     with pytest.raises(RuntimeError, match="dtype"):
-        torch.ops.fpcore.gmp(
-            vec.float(), torch.tensor([0, 2]), torch.tensor([0, 0]), torch.tensor([1]), *tables, gmp.n_moments, False
-        )
+        torch.ops.fpcore.gmp(vec.float(), index([0, 2]), index([0, 0]), index([1]), *tables, gmp.n_moments, False)
 
 
-# ------------------------------------------------------------------ CUDA
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
+# ------------------------------------------------------------------ other devices against the CPU
+@pytest.mark.parametrize("device", OTHER_DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_cuda_matches_cpu(dtype):
+def test_device_matches_cpu(dtype, device):
     gmp = fpcore.GMP(orders=[-1, 0, 1, 2, 3, 4, 8], sigmas=[0.4, 1.0], dtype=dtype)
     structures = [small_structure(6), bulk("Cu", "fcc", a=3.61, cubic=True)]
     x_cpu = gmp(structures)
-    gmp_cuda = fpcore.GMP(orders=[-1, 0, 1, 2, 3, 4, 8], sigmas=[0.4, 1.0], dtype=dtype).to("cuda")
-    x_cuda = gmp_cuda(structures)
+    gmp_dev = fpcore.GMP(orders=[-1, 0, 1, 2, 3, 4, 8], sigmas=[0.4, 1.0], dtype=dtype).to(device)
+    x_dev = gmp_dev(structures)
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(x_cuda.cpu(), x_cpu, **{**tol, "atol": tol["atol"] * float(x_cpu.abs().max())})
+    torch.testing.assert_close(x_dev.cpu(), x_cpu, **{**tol, "atol": tol["atol"] * float(x_cpu.abs().max())})
     atoms = structures[0]
     grads = []
-    for device in ("cpu", "cuda"):
-        pos, numbers, cell, pbc = (t.to(device) for t in tensors(atoms, dtype))
+    for where, model in (("cpu", gmp), (device, gmp_dev)):
+        pos, numbers, cell, pbc = tensors(atoms, dtype, where)
         pos.requires_grad_(True)
-        model = gmp if device == "cpu" else gmp_cuda
         (g,) = torch.autograd.grad(model.compute(pos, numbers, cell, pbc).sum(), pos)
         grads.append(g.cpu())
     torch.testing.assert_close(grads[1], grads[0], **{**tol, "atol": tol["atol"] * float(grads[0].abs().max())})

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fpcore
-from fpcore._library import cuda_available
+
+from ..conftest import DEVICES, OTHER_DEVICES
 
 
 def pair_keys(i, j, shifts):
@@ -22,8 +23,10 @@ def pair_set(i, j, shifts):
     return set(pair_keys(i, j, shifts))
 
 
-def assert_same_as_ase(atoms, cutoff):
-    ours = fpcore.neighbor_list(atoms, cutoff)
+def assert_same_as_ase(atoms, cutoff, device="cpu"):
+    ours = fpcore.neighbor_list(atoms, cutoff, device=device)
+    assert ours.i.device.type == device
+    ours = type(ours)(*(t.cpu() for t in ours))
     i, j, shifts = ase_neighbor_list("ijS", atoms, cutoff)
     got, want = pair_set(ours.i, ours.j, ours.shifts), pair_set(i, j, shifts)
     assert len(ours.i) == len(got), "duplicate pairs"
@@ -90,9 +93,10 @@ EDGE_CASES = {
 
 
 @pytest.mark.parametrize("name", list(EDGE_CASES))
-def test_edge_cases_match_ase(name):
+@pytest.mark.parametrize("device", DEVICES)
+def test_edge_cases_match_ase(device, name):
     atoms, cutoff = EDGE_CASES[name]
-    assert_same_as_ase(atoms, cutoff)
+    assert_same_as_ase(atoms, cutoff, device)
 
 
 def test_no_self_pair_but_own_images():
@@ -162,18 +166,20 @@ def test_many_bins_skewed_cell_matches_ase(pbc):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_dtypes(dtype):
+@pytest.mark.parametrize("device", DEVICES)
+def test_dtypes(device, dtype):
     atoms = EDGE_CASES["fcc_cu_cubic"][0]
-    nl = fpcore.neighbor_list(atoms, 5.0, dtype=dtype)
+    nl = fpcore.neighbor_list(atoms, 5.0, dtype=dtype, device=device)
     assert nl.vectors.dtype == dtype and nl.i.dtype == torch.long and nl.shifts.dtype == torch.long
     assert pair_set(nl.i, nl.j, nl.shifts) == pair_set(*ase_neighbor_list("ijS", atoms, 5.0))
 
 
-def test_gradcheck_positions_and_cell():
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_positions_and_cell(device):
     atoms = EDGE_CASES["skewed_triclinic"][0]
-    positions = torch.tensor(atoms.positions, requires_grad=True)
-    cell = torch.tensor(atoms.cell[:], requires_grad=True)
-    pbc = torch.tensor(atoms.pbc)
+    positions = torch.tensor(atoms.positions, device=device, requires_grad=True)
+    cell = torch.tensor(atoms.cell[:], device=device, requires_grad=True)
+    pbc = torch.tensor(atoms.pbc, device=device)
 
     def energy(positions, cell):
         nl = fpcore.neighbors.compute(positions, cell, pbc, cutoff=4.0)
@@ -182,9 +188,10 @@ def test_gradcheck_positions_and_cell():
     assert torch.autograd.gradcheck(energy, (positions, cell))
 
 
-def test_opcheck():
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
     atoms = EDGE_CASES["mixed_pbc_skewed"][0]
-    data = fpcore._structures.batch_from_atoms([atoms, EDGE_CASES["wire"][0]])
+    data = fpcore._structures.batch_from_atoms([atoms, EDGE_CASES["wire"][0]], device=device)
     args = (data.positions, data.cells, data.pbc, data.ptr, 5.0)
     torch.library.opcheck(torch.ops.fpcore.neighbor_list.default, args)
 
@@ -207,19 +214,24 @@ def test_torch_compile_smoke():
     [
         (lambda p, c, b: (p[:, :2], c, b), "shape"),
         (lambda p, c, b: (p.long(), c, b), "float32 or float64"),
-        (lambda p, c, b: (torch.where(torch.arange(len(p))[:, None] == 1, float("nan"), p), c, b), "NaN"),
+        (
+            lambda p, c, b: (torch.where(torch.arange(len(p), device=p.device)[:, None] == 1, float("nan"), p), c, b),
+            "NaN",
+        ),
         (lambda p, c, b: (p, torch.zeros_like(c), b), "singular"),
         (lambda p, c, b: (p, c, b.flip(0)), "non-decreasing"),
     ],
 )
-def test_bad_input_errors(mutate, message):
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_input_errors(device, mutate, message):
     atoms = EDGE_CASES["fcc_cu_cubic"][0]
-    positions = torch.tensor(atoms.positions)
-    cell = torch.tensor(atoms.cell[:]).unsqueeze(0).repeat(2, 1, 1)
-    batch = torch.tensor([0] * 16 + [1] * 16)
+    positions = torch.tensor(atoms.positions, device=device)
+    cell = torch.tensor(atoms.cell[:], device=device).unsqueeze(0).repeat(2, 1, 1)
+    batch = torch.tensor([0] * 16 + [1] * 16, device=device)
     positions, cell, batch = mutate(positions, cell, batch)
+    pbc = torch.ones(2, 3, dtype=torch.bool, device=device)
     with pytest.raises((ValueError, RuntimeError, TypeError), match=message):
-        fpcore.neighbors.compute(positions, cell, torch.ones(2, 3, dtype=torch.bool), batch, cutoff=3.0)
+        fpcore.neighbors.compute(positions, cell, pbc, batch, cutoff=3.0)
 
 
 def test_negative_cutoff_error():
@@ -259,17 +271,17 @@ def test_shell_distance_cutoffs_differ_from_ase_only_by_rounding_ties(name):
     assert float(ours.distances.max()) <= cutoff
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
 @pytest.mark.parametrize("name", [*EDGE_CASES, *SHELL_CUTOFFS])
-def test_cuda_finds_the_cpu_pairs_in_the_cpu_order(name):
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+def test_device_finds_the_cpu_pairs_in_the_cpu_order(device, name):
     # The floating-point contract (docs/descriptors/neighbors.md): the same pairs in the same order on both devices,
     # also at cutoffs on exact shell distances.
     atoms, cutoff = {**EDGE_CASES, **SHELL_CUTOFFS}[name]
     cpu = fpcore.neighbor_list(atoms, cutoff)
-    cuda = fpcore.neighbor_list(atoms, cutoff, device="cuda")
+    other = fpcore.neighbor_list(atoms, cutoff, device=device)
     for field in ("i", "j", "shifts"):
-        assert torch.equal(getattr(cpu, field), getattr(cuda, field).cpu()), field
-    torch.testing.assert_close(cpu.distances, cuda.distances.cpu(), rtol=0, atol=1e-12)
+        assert torch.equal(getattr(cpu, field), getattr(other, field).cpu()), field
+    torch.testing.assert_close(cpu.distances, other.distances.cpu(), rtol=0, atol=1e-12)
 
 
 def random_structures(rng, count):
@@ -289,31 +301,30 @@ def random_structures(rng, count):
     return structures
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cuda_random_batches_match_cpu(dtype):
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+def test_device_random_batches_match_cpu(device, dtype):
     rng = np.random.default_rng(7)
     for cutoff in (1.5, 4.0, 9.0):
         structures = random_structures(rng, 40)
         cpu = fpcore.neighbor_list(structures, cutoff, dtype=dtype)
-        cuda = fpcore.neighbor_list(structures, cutoff, dtype=dtype, device="cuda")
-        assert cuda.i.device.type == "cuda" and cuda.vectors.dtype == dtype
-        assert len(cuda.i) == len(cpu.i)
-        assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(cuda.i, cuda.j, cuda.shifts)
-        assert bool((cuda.i[1:] >= cuda.i[:-1]).all()), "pairs must be grouped by ascending i"
+        other = fpcore.neighbor_list(structures, cutoff, dtype=dtype, device=device)
+        assert other.i.device.type == device and other.vectors.dtype == dtype
+        assert len(other.i) == len(cpu.i)
+        assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(other.i, other.j, other.shifts)
+        assert bool((other.i[1:] >= other.i[:-1]).all()), "pairs must be grouped by ascending i"
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
-def test_cuda_large_supercell_matches_cpu():
+@pytest.mark.parametrize("device", OTHER_DEVICES)
+def test_device_large_supercell_matches_cpu(device):
     atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((8, 8, 8))
     atoms.rattle(0.05, seed=3)
     cpu = fpcore.neighbor_list(atoms, 5.0)
-    cuda = fpcore.neighbor_list(atoms, 5.0, device="cuda")
-    assert torch.equal(cpu.i, cuda.i.cpu())  # same grouping, same counts per atom
-    assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(cuda.i, cuda.j, cuda.shifts)
+    other = fpcore.neighbor_list(atoms, 5.0, device=device)
+    assert torch.equal(cpu.i, other.i.cpu())  # same grouping, same counts per atom
+    assert pair_set(cpu.i, cpu.j, cpu.shifts) == pair_set(other.i, other.j, other.shifts)
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device and fpcore built with CUDA")
 @pytest.mark.parametrize(
     "mutate, message",
     [
@@ -326,14 +337,15 @@ def test_cuda_large_supercell_matches_cpu():
         (lambda p, c, ptr: (p, c, torch.tensor([0, 16, 16, 31], device=p.device)), "ptr"),
     ],
 )
-def test_cuda_bad_input_errors(mutate, message):
+@pytest.mark.parametrize("device", DEVICES)
+def test_operator_bad_input_errors(device, mutate, message):
     atoms = EDGE_CASES["fcc_cu_cubic"][0]
-    positions = torch.tensor(atoms.positions, device="cuda")
-    cells = torch.tensor(atoms.cell[:], device="cuda").unsqueeze(0).repeat(3, 1, 1)
-    ptr = torch.tensor([0, 16, 16, 32], device="cuda")
+    positions = torch.tensor(atoms.positions, device=device)
+    cells = torch.tensor(atoms.cell[:], device=device).unsqueeze(0).repeat(3, 1, 1)
+    ptr = torch.tensor([0, 16, 16, 32], device=device)
     positions, cells, ptr = mutate(positions, cells, ptr)
-    pbc = torch.ones(3, 3, dtype=torch.bool, device="cuda")
+    pbc = torch.ones(3, 3, dtype=torch.bool, device=device)
     with pytest.raises(RuntimeError, match=message):
         torch.ops.fpcore.neighbor_list(positions, cells, pbc, ptr, 3.0)
-    # the device must still be usable after a reported input error
-    assert len(fpcore.neighbor_list(atoms, 3.0, device="cuda").i) > 0
+    # the device must still be usable after a reported input error (a kernel fault would poison the CUDA context)
+    assert len(fpcore.neighbor_list(atoms, 3.0, device=device).i) > 0
