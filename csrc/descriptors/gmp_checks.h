@@ -3,7 +3,10 @@
 // table views. Index contents (row_ptr, j, numbers) are checked by common/index_checks.h on both backends.
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "common/checks.h"
+#include "common/index_checks.h"
 #include "descriptors/gmp_math.h"
 
 namespace fpcore {
@@ -61,7 +64,8 @@ inline void check_inputs(const at::Tensor& vectors, const at::Tensor& row_ptr, c
   TORCH_CHECK(n_moments >= 0, "fpcore.gmp: 'n_moments' must be >= 0");
 }
 
-// Host-side validation of the small feature tables (copied to the CPU when they live on a GPU).
+// Host-side validation of the small feature tables, naming the first inconsistency (copied to the CPU when
+// they live on a GPU: the CUDA operators call it only once feature_table_errors has found one).
 inline void check_feature_tables(const at::Tensor& group_ptr_in, const at::Tensor& group_features_in,
                                  const at::Tensor& group_max_order_in, const at::Tensor& orders_in,
                                  const at::Tensor& offsets_in, int64_t n_moments) {
@@ -88,6 +92,49 @@ inline void check_feature_tables(const at::Tensor& group_ptr_in, const at::Tenso
       TORCH_CHECK(o[gf[q]] <= gm[k], "fpcore.gmp: feature order exceeds its group's max order");
     }
   }
+}
+
+// The conditions of check_feature_tables as tensor operations: a 0-dim bool, true when the tables are
+// inconsistent, computed on the tables' device without reading them on the host. Shapes, dtypes and
+// devices must have passed check_inputs.
+inline at::Tensor feature_table_errors(const at::Tensor& group_ptr, const at::Tensor& group_features,
+                                       const at::Tensor& group_max_order, const at::Tensor& orders,
+                                       const at::Tensor& offsets, int64_t n_moments) {
+  const int64_t F = orders.size(0), K = group_max_order.size(0);
+  // n_monomials of every order; orders outside -1..kMaxOrder are flagged and clamped only to stay in range
+  const at::Tensor o = orders.clamp(-1, kMaxOrder);
+  const at::Tensor monomials = at::where(o < 0, at::ones_like(o), at::floor_divide((o + 1) * (o + 2), 2));
+  std::vector<at::Tensor> bad = {
+      (orders < -1) | (orders > kMaxOrder) | (offsets < 0) | (offsets + monomials > n_moments),
+      group_ptr.narrow(0, 0, 1) != 0,
+      group_ptr.narrow(0, K, 1) != F,
+      group_ptr.diff() < 0,
+      (group_max_order < -1) | (group_max_order > kMaxOrder),
+      (group_features < 0) | (group_features >= F),
+  };
+  if (K > 0 && F > 0) {
+    // group of each entry q of group_features: group_ptr[k] <= q < group_ptr[k + 1]
+    const at::Tensor q = at::arange(F, group_ptr.options());
+    const at::Tensor k = (at::searchsorted(group_ptr, q, /*out_int32=*/false, /*right=*/true) - 1).clamp(0, K - 1);
+    const at::Tensor feature_order = o.index_select(0, group_features.clamp(0, F - 1));
+    bad.push_back(feature_order > group_max_order.index_select(0, k));
+  }
+  for (at::Tensor& b : bad) b = b.any().reshape({1});
+  return at::cat(bad).any();
+}
+
+// check_index_values and the feature tables with the one device-to-host copy of the index checks: the
+// CUDA operators' path, where check_feature_tables would copy five tables to the host on every call.
+inline void check_indices_and_tables(const char* op, const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
+                                     const at::Tensor& species, const char* species_name, int64_t n_species,
+                                     const at::Tensor& group_ptr, const at::Tensor& group_features,
+                                     const at::Tensor& group_max_order, const at::Tensor& orders,
+                                     const at::Tensor& offsets, int64_t n_moments) {
+  const at::Tensor table_errors =
+      feature_table_errors(group_ptr, group_features, group_max_order, orders, offsets, n_moments);
+  if (!check_index_values(op, row_ptr, neighbors_j, &species, species_name, n_species, &table_errors)) return;
+  check_feature_tables(group_ptr, group_features, group_max_order, orders, offsets, n_moments);  // names the error
+  TORCH_CHECK(false, op, ": inconsistent feature tables (group_ptr, group_features, group_max_order, orders, offsets)");
 }
 
 // grad_features (N, F), moments (N, n_moments) and the optional grad_moments (like moments) of

@@ -135,7 +135,6 @@ GmpInputs prepare_gmp(const char* op, const at::Tensor& vectors, const at::Tenso
                       int64_t n_moments) {
   gmp::check_inputs(vectors, row_ptr, neighbors_j, species, group_consts, group_ptr, group_features, group_max_order,
                     orders, offsets, c1, radii2, coeffs, multiplicity, n_moments);
-  gmp::check_feature_tables(group_ptr, group_features, group_max_order, orders, offsets, n_moments);
   GmpInputs s{vectors.contiguous(),
               row_ptr.contiguous(),
               neighbors_j.contiguous(),
@@ -150,7 +149,8 @@ GmpInputs prepare_gmp(const char* op, const at::Tensor& vectors, const at::Tenso
               radii2.contiguous(),
               coeffs.contiguous(),
               multiplicity.contiguous()};
-  check_index_values(op, s.row_ptr, s.neighbors_j, &s.species, "species", s.group_consts.size(1));
+  gmp::check_indices_and_tables(op, s.row_ptr, s.neighbors_j, s.species, "species", s.group_consts.size(1), s.group_ptr,
+                                s.group_features, s.group_max_order, s.orders, s.offsets, n_moments);
   return s;
 }
 

@@ -132,3 +132,45 @@ def test_gmp_device_maths_matches_cpu(name, square, dtype):
         have = torch.ops.fpcore._device_maths_gmp_backward(weights, grad_moments, expected_moments, *args, *consts)
         assert float(want.abs().max()) > 0
         torch.testing.assert_close(have, want, rtol=tol * 10, atol=tol * 10 * float(want.abs().max()))
+
+
+def _corrupt(tables, name, change):
+    tables = tables._replace(**{name: getattr(tables, name).clone()})
+    change(getattr(tables, name))
+    return tables
+
+
+def _set(index, value):
+    def change(t):
+        t[index] = value
+
+    return change
+
+
+# Each inconsistency check_feature_tables names; the CUDA operators find it with feature_table_errors (tensor ops on
+# the device, read back with the index checks' one copy) and only then run the host loop for the message.
+BAD_TABLES = {
+    "order_above_9": ("orders", _set(1, 10), "outside -1"),
+    "order_below_minus_1": ("orders", _set(1, -2), "outside -1"),
+    "negative_offset": ("offsets", _set(0, -1), "moment offset of feature 0"),
+    "offset_past_the_moments": ("offsets", _set(-1, 10_000), "moment offset of feature"),
+    "group_ptr_end": ("group_ptr", _set(-1, 2), "'group_ptr' must run from 0 to F"),
+    "group_ptr_decreasing": ("group_ptr", _set(2, 0), "'group_ptr' must be non-decreasing"),
+    "group_max_order_range": ("group_max_order", _set(0, 10), "'group_max_order' out of range"),
+    "group_feature_range": ("group_features", _set(0, 7), "'group_features' entry out of range"),
+    "order_above_its_group": ("group_max_order", lambda t: t.fill_(-1), "exceeds its group's max order"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TABLES))
+def test_gmp_device_table_check_finds_what_the_host_check_names(case):
+    gmp = fpcore.GMP(orders=[-1, 0, 1, 2], sigmas=[0.5, 1.0])
+    (vectors, row_ptr, j, numbers, *tables), consts = gmp_inputs([structures()["small_cell"]], gmp, torch.float64)
+    tables = fpcore.ops.GMPTables(*tables)
+    assert tables.orders.shape == (7,) and tables.group_ptr.tolist() == [0, 1, 4, 7]
+    torch.ops.fpcore._device_maths_gmp(vectors, row_ptr, j, numbers, *tables, *consts)  # the good tables pass
+    name, change, message = BAD_TABLES[case]
+    bad = _corrupt(tables, name, change)
+    for op in (torch.ops.fpcore.gmp, torch.ops.fpcore._device_maths_gmp):
+        with pytest.raises(RuntimeError, match=message):
+            op(vectors, row_ptr, j, numbers, *bad, *consts)

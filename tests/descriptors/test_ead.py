@@ -317,6 +317,14 @@ def test_bad_operator_inputs_raise(device):
         )
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("numbers, got", [([0, 8], "0..8"), ([1, 119], "1..119")])
+def test_atomic_numbers_out_of_range_raise(device, numbers, got):
+    pos, _, cell, pbc = tensors(Atoms("HO", positions=[[0, 0, 0], [1, 0, 0]]), device=device)
+    with pytest.raises(ValueError, match=rf"EAD: atomic numbers must lie in 1\.\.118, got {got}"):
+        fpcore.EAD().compute(pos, torch.tensor(numbers, device=device), cell, pbc)
+
+
 # ---------------------------------------------------------------- other devices against the CPU
 
 

@@ -1,5 +1,6 @@
 // CUDA side of common/index_checks.h: one grid-stride kernel finds the first offending entry of
-// each kind with atomicMin, then one 32-byte copy brings the result to the host.
+// each kind with atomicMin, then one 40-byte copy brings the result (and the caller's extra_error
+// flag) to the host.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -35,12 +36,16 @@ __global__ void find_index_errors_kernel(const int64_t* __restrict__ ptr, const 
 }  // namespace
 
 IndexCheckResult find_index_errors_cuda(const at::Tensor& row_ptr, const at::Tensor& neighbors_j,
-                                        const at::Tensor* rows, int64_t n_rows) {
+                                        const at::Tensor* rows, int64_t n_rows, const at::Tensor* extra_error) {
   const c10::cuda::CUDAGuard guard(row_ptr.device());
   const int64_t n_atoms = row_ptr.size(0) - 1, n_pairs = neighbors_j.size(0);
-  // Filled on the device (no host-to-device copy): [bad_ends = 0, three "no error" slots].
-  at::Tensor result = at::full({4}, IndexCheckResult::kNoError, row_ptr.options());
+  // Filled on the device (no host-to-device copy): [bad_ends = 0, three "no error" slots, extra_error].
+  at::Tensor result = at::full({5}, IndexCheckResult::kNoError, row_ptr.options());
   result.narrow(0, 0, 1).zero_();
+  if (extra_error != nullptr)
+    result.narrow(0, 4, 1).copy_(extra_error->reshape({1}));  // device to device: stream-ordered, no sync
+  else
+    result.narrow(0, 4, 1).zero_();
   const int64_t work = std::max<int64_t>(std::max(n_atoms, n_pairs), 1);
   const int blocks = static_cast<int>(std::min<int64_t>((work + kThreads - 1) / kThreads, 1024));
   find_index_errors_kernel<<<blocks, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
@@ -54,6 +59,7 @@ IndexCheckResult find_index_errors_cuda(const at::Tensor& row_ptr, const at::Ten
   r.bad_row = h[1];
   r.bad_neighbor = h[2];
   r.bad_row_index = h[3];
+  r.extra_error = h[4];
   return r;
 }
 

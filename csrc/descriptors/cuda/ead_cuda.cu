@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/cuda/parameter_table.h"
 #include "common/index_checks.h"
 #include "descriptors/ead_checks.h"
 #include "descriptors/ead_math.h"
@@ -47,11 +48,6 @@ __global__ void ead_backward_kernel(const scalar_t* __restrict__ grad_output, co
   ead::pair_gradients(vectors, nbr, numbers, p0, p1, eta, rs, prm, rho, grad_vectors);
 }
 
-at::Tensor parameter_tensor(at::ArrayRef<double> values, const at::Tensor& like) {
-  return at::tensor(std::vector<double>(values.begin(), values.end()), at::TensorOptions().dtype(at::kDouble))
-      .to(like.options());
-}
-
 at::Tensor ead_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, const at::Tensor& neighbors_j_in,
                     const at::Tensor& numbers_in, at::ArrayRef<double> eta, at::ArrayRef<double> rs, int64_t L,
                     c10::string_view cutoff_fn, double cutoff) {
@@ -66,7 +62,8 @@ at::Tensor ead_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in, 
   at::Tensor out = at::zeros({n_atoms, F}, vectors.options());
   if (n_atoms == 0) return out;
   at::Tensor scratch = at::empty({n_atoms, scratch_size}, vectors.options());
-  const at::Tensor eta_t = parameter_tensor(eta, vectors), rs_t = parameter_tensor(rs, vectors);
+  const at::Tensor eta_t = device_parameter_table(eta, vectors.options());
+  const at::Tensor rs_t = device_parameter_table(rs, vectors.options());
   const int blocks = static_cast<int>((n_atoms + kThreads - 1) / kThreads);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_cuda", [&] {
@@ -96,7 +93,8 @@ at::Tensor ead_backward_cuda(const at::Tensor& grad_output_in, const at::Tensor&
   at::Tensor grad_vectors = at::zeros_like(vectors);
   if (n_atoms == 0 || vectors.size(0) == 0) return grad_vectors;
   at::Tensor scratch = at::empty({n_atoms, scratch_size}, vectors.options());
-  const at::Tensor eta_t = parameter_tensor(eta, vectors), rs_t = parameter_tensor(rs, vectors);
+  const at::Tensor eta_t = device_parameter_table(eta, vectors.options());
+  const at::Tensor rs_t = device_parameter_table(rs, vectors.options());
   const int blocks = static_cast<int>((n_atoms + kThreads - 1) / kThreads);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_backward_cuda", [&] {

@@ -6,7 +6,8 @@
 // one thread in entry order. The backward gives each pair's gradient to exactly one thread, so it needs
 // no atomics. Moments live in shared memory when they fit, else in a global scratch buffer, so every
 // configuration the CPU accepts runs.
-// Index contents (row_ptr, j, species) are checked on the device first (common/index_checks.h).
+// Index contents (row_ptr, j, species) and the feature tables are checked on the device first, with one
+// small device-to-host copy per call (common/index_checks.h, descriptors/gmp_checks.h).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
@@ -87,7 +88,6 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
-  gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
   const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
@@ -96,7 +96,10 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
-  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
+  // The feature tables are checked on the device and read back with the index checks' one small copy, where
+  // checking them on the host would copy five tables to it (five syncs) on every call.
+  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, species, "species", group_consts.size(1), group_ptr,
+                                group_features, gmax, orders, offsets, n_moments);
   const int64_t N = species.size(0), F = orders.size(0);
   at::Tensor features = at::zeros({N, F}, vectors.options());
   at::Tensor moments = at::zeros({N, n_moments}, vectors.options());
@@ -128,7 +131,6 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
-  gmp::check_feature_tables(group_ptr_in, group_features_in, group_max_order_in, orders_in, offsets_in, n_moments);
   const int64_t N = species_in.size(0), F = orders_in.size(0);
   gmp::check_backward_inputs(grad_features_in, grad_moments_in, moments_in, vectors_in, N, F, n_moments);
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
@@ -140,7 +142,10 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
   const at::Tensor c1 = c1_in.contiguous(), radii2 = radii2_in.contiguous();
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
-  check_index_values("fpcore.gmp", row_ptr, neighbors_j, &species, "species", group_consts.size(1));
+  // The feature tables are checked on the device and read back with the index checks' one small copy, where
+  // checking them on the host would copy five tables to it (five syncs) on every call.
+  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, species, "species", group_consts.size(1), group_ptr,
+                                group_features, gmax, orders, offsets, n_moments);
   const at::Tensor grad_features = grad_features_in.contiguous(), moments = moments_in.contiguous();
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
   at::Tensor grad_vectors = at::zeros_like(vectors);

@@ -13,6 +13,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/cuda/parameter_table.h"
 #include "common/index_checks.h"
 #include "descriptors/wacsf_checks.h"
 
@@ -65,8 +66,8 @@ Prepared prepare(const at::Tensor& vectors, const at::Tensor& row_ptr, const at:
   s.numbers = numbers.contiguous();
   check_index_values("fpcore.wacsf", s.row_ptr, s.neighbors_j);
   const auto options = vectors.options();
-  // The small parameter table travels to the device once per call, converted to the kernel dtype.
-  s.table = at::tensor(s.h.table, at::TensorOptions().dtype(at::kDouble)).to(options);
+  // The small parameter table travels to the device on each call, asynchronously (common/cuda/parameter_table.h).
+  s.table = device_parameter_table(s.h.table, options);
   s.cache = at::empty({std::max<int64_t>(vectors.size(0) * s.h.pair_stride, 1)}, options);
   s.work = at::empty({std::max<int64_t>((row_ptr.size(0) - 1) * s.h.centre_stride, 1)}, options);
   return s;

@@ -109,15 +109,13 @@ class Descriptor(torch.nn.Module):
                 f"got {numbers.dtype} {tuple(numbers.shape)}"
             )
         numbers = numbers.long()
-        if (
-            numbers.numel()
-            and values_available(numbers)
-            and (int(numbers.min()) < 1 or int(numbers.max()) > MAX_ATOMIC_NUMBER)
-        ):
-            raise ValueError(
-                f"{type(self).__name__}: atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got "
-                f"{int(numbers.min())}..{int(numbers.max())}"
-            )
+        if numbers.numel() and values_available(numbers):
+            # one read of both ends: on a GPU each read from the host is a sync
+            low, high = torch.stack(torch.aminmax(numbers)).tolist()
+            if low < 1 or high > MAX_ATOMIC_NUMBER:
+                raise ValueError(
+                    f"{type(self).__name__}: atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got {low}..{high}"
+                )
         return numbers
 
     def _features(self, positions, numbers, cells, batch, neighbors: Neighbors, row_ptr) -> torch.Tensor:

@@ -300,7 +300,8 @@ class GMP(Descriptor):
         return max(float(self._radius_per_element[present].max()), 0.0) if present else 0.0
 
     def _features(self, positions, numbers, cells, batch, neighbors, row_ptr):
-        self.density.require(torch.unique(numbers).cpu().tolist())
+        # neighbor_cutoff(numbers) has required the density of these elements (a torch.unique and a host read,
+        # two syncs on a GPU, not repeated here)
         tables = self._tables(positions.dtype, positions.device)
         return ops.gmp(
             vectors=neighbors.vectors,
