@@ -2,14 +2,16 @@
 
 Cases: (a) 256-atom fcc Cu at 6 A, (b) 128-atom skewed triclinic cell at 6 A, (c) 300 small random
 crystals (2-20 atoms) in one batched call against the peers in a Python loop, (d) fcc Cu supercells
-from ~100 to ~100,000 atoms at 5 A (scaling). Each case runs single-threaded (torch and vesin on one
+from ~100 to ~1,000,000 atoms at 5 A (scaling). Each case runs single-threaded (torch and vesin on one
 thread; ASE and matscipy are single-threaded anyway) and on all cores.
 
-fpcore is timed twice: `op` is the raw operator on prepared tensors returning i, j, shifts (like
+fpcore is timed three ways: `op` is the raw operator on prepared tensors returning i, j, shifts (like
 vesin/matscipy/ASE "ijS"); `full` is `fpcore.neighbor_list(atoms)` from ase.Atoms, including tensor
-conversion, vectors and distances (like vesin "ijSdD"). Timings are medians of repeated runs after
-a warm-up; ratios are measured in the same run, so they survive a noisy, shared machine better than
-absolute numbers do.
+conversion, vectors and distances (like vesin "ijSdD"); `grad` is the gradient of the summed distances with
+respect to positions and cell through `fpcore.neighbors.compute` (like vesin-torch "ijSd" and its backward).
+Timings are medians of repeated runs after a warm-up; ratios are measured in the same run, so they survive a
+noisy, shared machine better than absolute numbers do. The scaling series also records, in a fresh subprocess
+per size, the peak memory the public call adds (resident set growth) per pair found.
 
     python benchmarks/bench_neighbors.py [--quick] [--device cuda] [--out benchmarks/results]
 """
@@ -22,6 +24,7 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -104,14 +107,24 @@ def small_crystals(count=300, seed=0) -> list:
 
 
 # ------------------------------------------------------------------------------------- competitors
-def fpcore_runners(structures, cutoff, device):
+def fpcore_runners(structures, cutoff, device, with_grad=True):
     data = batch_from_atoms(structures, dtype=torch.float64, device=device)
     args = (data.positions, data.cells, data.pbc, data.ptr, float(cutoff))
     op = torch.ops.fpcore.neighbor_list
-    return {
+    runners = {
         "fpcore op (ijS)": lambda: op(*args),
         "fpcore full (ijSdD)": lambda: fpcore.neighbor_list(structures, cutoff, device=device),
     }
+    if with_grad:
+        positions = data.positions.clone().requires_grad_(True)
+        cells = data.cells.clone().requires_grad_(True)
+
+        def gradient():
+            neighbors = fpcore.neighbors.compute(positions, cells, data.pbc, data.batch, cutoff)
+            return torch.autograd.grad(neighbors.distances.sum(), (positions, cells))
+
+        runners["fpcore grad (d -> positions, cell)"] = gradient
+    return runners
 
 
 def peer_runners(structures, cutoff, threads):
@@ -135,9 +148,12 @@ def peer_runners(structures, cutoff, threads):
 
 def vesin_torch_runners(structures, cutoff, device):
     try:
-        from vesin.torch import NeighborList as TorchNeighborList
+        from vesin_torch import NeighborList as TorchNeighborList
     except ImportError:
-        return {}
+        try:
+            from vesin.torch import NeighborList as TorchNeighborList
+        except ImportError:
+            return {}
     atoms_list = structures if isinstance(structures, list) else [structures]
     calculator = TorchNeighborList(cutoff=cutoff, full_list=True)
     prepared = [
@@ -148,23 +164,63 @@ def vesin_torch_runners(structures, cutoff, device):
         )
         for a in atoms_list
     ]
-    return {"vesin-torch (ijS)": lambda: [calculator.compute(p, c, b, quantities="ijS") for p, c, b in prepared]}
+
+    def gradient():
+        grads = []
+        for p, c, b in prepared:
+            p, c = p.detach().requires_grad_(True), c.detach().requires_grad_(True)
+            (d,) = calculator.compute(p, c, b, quantities="d")
+            grads.append(torch.autograd.grad(d.sum(), (p, c)))
+        return grads
+
+    runners = {"vesin-torch grad (d -> positions, cell)": gradient}
+    if device == "cuda":
+        runners["vesin-torch (ijS)"] = lambda: [calculator.compute(p, c, b, quantities="ijS") for p, c, b in prepared]
+    return runners
+
+
+def peak_memory_per_pair(n_repeat: int, cutoff: float, device: str) -> dict:
+    """Peak resident memory the public call adds, in a fresh process (so earlier cases do not hide it), per pair."""
+    script = f"""
+import sys, json, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from bench_neighbors import fcc_cu, fpcore
+
+def status_kib(key):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":"))
+
+atoms = fcc_cu(({n_repeat},) * 3)
+fpcore.neighbor_list(fcc_cu((2, 2, 2)), {cutoff}, device={device!r})  # load the extension, warm the allocator
+with open("/proc/self/clear_refs", "w") as refs:  # reset the peak resident size (VmHWM) to the current one
+    refs.write("5")
+before = status_kib("VmRSS")
+nl = fpcore.neighbor_list(atoms, {cutoff}, device={device!r})
+peak = status_kib("VmHWM")
+output = sum(t.numel() * t.element_size() for t in (nl.i, nl.j, nl.shifts, nl.vectors, nl.distances))
+print(json.dumps({{"pairs": int(nl.i.numel()), "peak_added_bytes": (peak - before) * 1024, "output_bytes": output}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    record["peak_added_bytes_per_pair"] = record["peak_added_bytes"] / max(record["pairs"], 1)
+    record["output_bytes_per_pair"] = record["output_bytes"] / max(record["pairs"], 1)
+    return record
 
 
 # ----------------------------------------------------------------------------------------- driver
-def run_case(name, structures, cutoff, device, threads_label, budget, include_ase=True):
+def run_case(name, structures, cutoff, device, threads_label, budget, include_ase=True, with_grad=True):
     n_atoms = sum(len(a) for a in structures) if isinstance(structures, list) else len(structures)
     all_threads = threads_label == "all"
     torch.set_num_threads(os.cpu_count() if all_threads else 1)
-    runners = dict(fpcore_runners(structures, cutoff, device))
+    runners = dict(fpcore_runners(structures, cutoff, device, with_grad=with_grad))
     sync = torch.cuda.synchronize if device == "cuda" else None
-    if device == "cuda":
-        runners.update(vesin_torch_runners(structures, cutoff, device))
-    else:
+    if device != "cuda":
         runners.update(peer_runners(structures, cutoff, threads=0 if all_threads else 1))
         if not include_ase:
             runners.pop("ase (ijS)")
-    n_pairs = int(fpcore_runners(structures, cutoff, device)["fpcore op (ijS)"]()[0].shape[0])
+    if with_grad or device == "cuda":
+        runners.update(vesin_torch_runners(structures, cutoff, device))
+    n_pairs = int(runners["fpcore op (ijS)"]()[0].shape[0])
     result = {
         "case": name,
         "threads": threads_label,
@@ -189,7 +245,10 @@ def ratios(result):
     for peer, peer_rate in rate.items():
         if peer.startswith("fpcore"):
             continue
-        mine = "fpcore full (ijSdD)" if "ijSdD" in peer else "fpcore op (ijS)"
+        if "grad" in peer:
+            mine = "fpcore grad (d -> positions, cell)"
+        else:
+            mine = "fpcore full (ijSdD)" if "ijSdD" in peer else "fpcore op (ijS)"
         out[f"{mine.split(' (')[0]} / {peer}"] = rate[mine] / peer_rate
     return out
 
@@ -218,7 +277,8 @@ def main():
 
     budget = 0.3 if args.quick else 1.0
     thread_modes = ["all"] if args.device == "cuda" else args.threads.split(",")
-    sizes = [3, 4, 6, 10] if args.quick else [3, 4, 6, 10, 16, 20, 30]  # fcc repeats: 4 n^3 atoms, 108..108000
+    # fcc repeats: 4 n^3 atoms, 108 .. 1,000,188
+    sizes = [3, 4, 6, 10] if args.quick else [3, 4, 6, 10, 16, 20, 30, 46, 63]
     results = []
     for threads in thread_modes:
         cases = [
@@ -233,11 +293,25 @@ def main():
             results.append(result)
         for n in sizes:
             atoms = fcc_cu((n, n, n))
-            # ASE is far slower than the rest: keep it to the small systems
+            # ASE is far slower than the rest: keep it to the small systems; gradients up to 100k atoms
             result = run_case(
-                f"d_scaling_{len(atoms)}", atoms, 5.0, args.device, threads, budget / 2, include_ase=len(atoms) <= 1000
+                f"d_scaling_{len(atoms)}",
+                atoms,
+                5.0,
+                args.device,
+                threads,
+                budget / 2,
+                include_ase=len(atoms) <= 1000,
+                with_grad=len(atoms) <= 110_000,
             )
             result["ratios"] = ratios(result)
+            if threads == thread_modes[0]:
+                result["memory"] = peak_memory_per_pair(n, 5.0, args.device)
+                print(
+                    f"  memory: peak +{result['memory']['peak_added_bytes'] / 2**20:,.0f} MiB, "
+                    f"{result['memory']['peak_added_bytes_per_pair']:.0f} B/pair "
+                    f"(outputs {result['memory']['output_bytes_per_pair']:.0f} B/pair)"
+                )
             print_result(result)
             results.append(result)
 

@@ -685,8 +685,10 @@ def run_training(
                 kind, config, run_dir, info, device, dataset, split, init_from=init_from, resume_payload=resume_payload
             )
             if info.is_main:
+                # `train` is `finetune` without a pre-trained start: say which one the user is looking at
+                command = "train" if kind == "finetune" and init_from is None else kind
                 print(
-                    f"[fpcore-train] {kind} ({' + '.join(trainer.objectives)}): "
+                    f"[fpcore-train] {command} ({' + '.join(trainer.objectives)}): "
                     f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters, "
                     f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} train/val/test structures, "
                     f"device {device}, {info.world_size} process(es), run folder {run_dir}",
