@@ -6,7 +6,7 @@
 // one thread in entry order. The backward gives each pair's gradient to exactly one thread, so it needs
 // no atomics. Moments live in shared memory when they fit, else in a global scratch buffer, so every
 // configuration the CPU accepts runs.
-// Index contents (row_ptr, j, species) and the feature tables are checked on the device first, with one
+// Index contents (row_ptr, j, numbers) and the feature tables are checked on the device first, with one
 // small device-to-host copy per call (common/index_checks.h, descriptors/gmp_checks.h).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -78,19 +78,19 @@ size_t moment_buffer(int64_t n_atoms, int64_t n_moments, at::ScalarType type, co
 }
 
 std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
-                                            const at::Tensor& neighbors_j_in, const at::Tensor& species_in,
+                                            const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in,
                                             const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
                                             const at::Tensor& group_features_in, const at::Tensor& group_max_order_in,
                                             const at::Tensor& orders_in, const at::Tensor& offsets_in,
                                             const at::Tensor& c1_in, const at::Tensor& radii2_in,
                                             const at::Tensor& coeffs_in, const at::Tensor& multiplicity_in,
                                             int64_t n_moments, bool square) {
-  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
+  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
-  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();
   const at::Tensor group_features = group_features_in.contiguous(), gmax = group_max_order_in.contiguous();
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
@@ -98,9 +98,9 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
   // The feature tables are checked on the device and read back with the index checks' one small copy, where
   // checking them on the host would copy five tables to it (five syncs) on every call.
-  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, species, "species", group_consts.size(1), group_ptr,
+  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, numbers, "numbers", group_consts.size(1), group_ptr,
                                 group_features, gmax, orders, offsets, n_moments);
-  const int64_t N = species.size(0), F = orders.size(0);
+  const int64_t N = numbers.size(0), F = orders.size(0);
   at::Tensor features = at::zeros({N, F}, vectors.options());
   at::Tensor moments = at::zeros({N, n_moments}, vectors.options());
   if (N == 0) return {features, moments};
@@ -113,7 +113,7 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
                                                           offsets, c1, radii2, coeffs, multiplicity);
     gmp_forward_kernel<scalar_t><<<N, threads, shm, c10::cuda::getCurrentCUDAStream()>>>(
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
-        species.data_ptr<int64_t>(), n_moments, square, features.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>(),
+        numbers.data_ptr<int64_t>(), n_moments, square, features.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>(),
         scratch.defined() ? scratch.data_ptr<double>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -122,21 +122,21 @@ std::tuple<at::Tensor, at::Tensor> gmp_cuda(const at::Tensor& vectors_in, const 
 
 at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::optional<at::Tensor>& grad_moments_in,
                              const at::Tensor& moments_in, const at::Tensor& vectors_in, const at::Tensor& row_ptr_in,
-                             const at::Tensor& neighbors_j_in, const at::Tensor& species_in,
+                             const at::Tensor& neighbors_j_in, const at::Tensor& numbers_in,
                              const at::Tensor& group_consts_in, const at::Tensor& group_ptr_in,
                              const at::Tensor& group_features_in, const at::Tensor& group_max_order_in,
                              const at::Tensor& orders_in, const at::Tensor& offsets_in, const at::Tensor& c1_in,
                              const at::Tensor& radii2_in, const at::Tensor& coeffs_in,
                              const at::Tensor& multiplicity_in, int64_t n_moments, bool square) {
-  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, species_in, group_consts_in, group_ptr_in,
+  gmp::check_inputs(vectors_in, row_ptr_in, neighbors_j_in, numbers_in, group_consts_in, group_ptr_in,
                     group_features_in, group_max_order_in, orders_in, offsets_in, c1_in, radii2_in, coeffs_in,
                     multiplicity_in, n_moments);
-  const int64_t N = species_in.size(0), F = orders_in.size(0);
+  const int64_t N = numbers_in.size(0), F = orders_in.size(0);
   gmp::check_backward_inputs(grad_features_in, grad_moments_in, moments_in, vectors_in, N, F, n_moments);
   const bool has_gm = grad_moments_in.has_value() && grad_moments_in->defined();
   const c10::cuda::CUDAGuard guard(vectors_in.device());
   const at::Tensor vectors = vectors_in.contiguous(), row_ptr = row_ptr_in.contiguous();
-  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), species = species_in.contiguous();
+  const at::Tensor neighbors_j = neighbors_j_in.contiguous(), numbers = numbers_in.contiguous();
   const at::Tensor group_consts = group_consts_in.contiguous(), group_ptr = group_ptr_in.contiguous();
   const at::Tensor group_features = group_features_in.contiguous(), gmax = group_max_order_in.contiguous();
   const at::Tensor orders = orders_in.contiguous(), offsets = offsets_in.contiguous();
@@ -144,7 +144,7 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
   const at::Tensor coeffs = coeffs_in.contiguous(), multiplicity = multiplicity_in.contiguous();
   // The feature tables are checked on the device and read back with the index checks' one small copy, where
   // checking them on the host would copy five tables to it (five syncs) on every call.
-  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, species, "species", group_consts.size(1), group_ptr,
+  gmp::check_indices_and_tables("fpcore.gmp", row_ptr, neighbors_j, numbers, "numbers", group_consts.size(1), group_ptr,
                                 group_features, gmax, orders, offsets, n_moments);
   const at::Tensor grad_features = grad_features_in.contiguous(), moments = moments_in.contiguous();
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
@@ -157,7 +157,7 @@ at::Tensor gmp_backward_cuda(const at::Tensor& grad_features_in, const c10::opti
                                                           offsets, c1, radii2, coeffs, multiplicity);
     gmp_backward_kernel<scalar_t><<<N, kThreads, shm, c10::cuda::getCurrentCUDAStream()>>>(
         t, vectors.data_ptr<scalar_t>(), row_ptr.data_ptr<int64_t>(), neighbors_j.data_ptr<int64_t>(),
-        species.data_ptr<int64_t>(), n_moments, square, grad_features.data_ptr<scalar_t>(),
+        numbers.data_ptr<int64_t>(), n_moments, square, grad_features.data_ptr<scalar_t>(),
         moments.data_ptr<scalar_t>(), has_gm ? grad_moments.data_ptr<scalar_t>() : nullptr,
         grad_vectors.data_ptr<scalar_t>(), scratch.defined() ? scratch.data_ptr<scalar_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
