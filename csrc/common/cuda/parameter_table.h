@@ -17,8 +17,9 @@ inline at::Tensor device_parameter_table(at::ArrayRef<double> values, const at::
   at::Tensor host =
       at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(at::kDouble).pinned_memory(true));
   std::copy(values.begin(), values.end(), host.data_ptr<double>());
-  // non_blocking: no host wait; a float32 table is converted on the device after the copy
-  return host.to(options, /*non_blocking=*/true);
+  // Copy in double, then convert on the device: a copy that also changes the dtype converts on the host
+  // first, into a pageable temporary, and a copy from pageable memory waits for the stream again.
+  return host.to(options.dtype(at::kDouble), /*non_blocking=*/true).to(options.dtype());
 }
 
 }  // namespace fpcore
