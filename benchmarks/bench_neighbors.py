@@ -146,7 +146,7 @@ def peer_runners(structures, cutoff, threads):
     return runners
 
 
-def vesin_torch_runners(structures, cutoff, device):
+def vesin_torch_runners(structures, cutoff, device, with_grad=True):
     try:
         from vesin_torch import NeighborList as TorchNeighborList
     except ImportError:
@@ -173,7 +173,8 @@ def vesin_torch_runners(structures, cutoff, device):
             grads.append(torch.autograd.grad(d.sum(), (p, c)))
         return grads
 
-    runners = {"vesin-torch grad (d -> positions, cell)": gradient}
+    # the gradient only where fpcore's is timed too, so every ratio has both sides
+    runners = {"vesin-torch grad (d -> positions, cell)": gradient} if with_grad else {}
     if device == "cuda":
         runners["vesin-torch (ijS)"] = lambda: [calculator.compute(p, c, b, quantities="ijS") for p, c, b in prepared]
     return runners
@@ -219,7 +220,7 @@ def run_case(name, structures, cutoff, device, threads_label, budget, include_as
         if not include_ase:
             runners.pop("ase (ijS)")
     if with_grad or device == "cuda":
-        runners.update(vesin_torch_runners(structures, cutoff, device))
+        runners.update(vesin_torch_runners(structures, cutoff, device, with_grad=with_grad))
     n_pairs = int(runners["fpcore op (ijS)"]()[0].shape[0])
     result = {
         "case": name,
