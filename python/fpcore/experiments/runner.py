@@ -36,8 +36,16 @@ from .config import deep_merge, dump, pretrain_settings, pretrains, resolve_path
 from .report import write_reports
 
 RECORD = "experiment_record.json"
-# Run-config keys that do not change what a run computes (where it lives, how it reports).
-UNHASHED = {("run", "dir"), ("run", "progress"), ("run", "plots"), ("run", "tensorboard"), ("data", "cache_dir")}
+# Run-config keys that do not change what a run computes (where it lives, how it reports, how many CPU threads it
+# uses: an experiment may be run as several single-threaded commands side by side and resumed with the default).
+UNHASHED = {
+    ("run", "dir"),
+    ("run", "progress"),
+    ("run", "plots"),
+    ("run", "tensorboard"),
+    ("run", "threads"),
+    ("data", "cache_dir"),
+}
 #: keys added after runs were first hashed, whose value here reproduces what those runs did: left out of the hash at
 #: this value, so adding them does not re-run finished experiments
 UNHASHED_AT = {("model", "preset"): None, ("model", "head_init"): "default"}
