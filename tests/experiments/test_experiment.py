@@ -232,7 +232,10 @@ def test_paper_config_scales(shared_dir):
         exp = Experiment(config, progress=False)
         n_pre = sum(config["arms"][a] is not None for a in config["run_arms"])
         assert n_pre == 6
-        assert len(exp.plan()) == n_pre + 7 * len(config["run_tasks"]) * len(config["seeds"])
+        low = config["low_data"]
+        n_low = len(low["tasks"]) * len(low["arms"]) * len(low["fractions"]) * len(config["seeds"])
+        assert len(exp.plan()) == n_pre + 7 * len(config["run_tasks"]) * len(config["seeds"]) + n_low
+    assert cpu["low_data"]["fractions"] == [0.1, 0.25, 0.5] and set(cpu["low_data"]["arms"]) <= set(cpu["run_arms"])
     # Arms have similar feature counts (~20), so no arm wins by predicting more targets.
     from fpcore.training import TargetFingerprints
 
@@ -283,3 +286,88 @@ def test_denoise_and_augmented_arms_run(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="pre-trains on fingerprints but lists none"):
         load_experiment_config(path)
+
+
+def test_low_data_runs_nested_subsets_and_learning_curves(finished):
+    root, path, out = finished
+    low = {"tasks": ["emt"], "arms": ["baseline", "wacsf"], "fractions": [0.5, 0.25], "out": "../low"}
+    config = load_experiment_config(path, out=out, overrides=[f"low_data={json.dumps(low)}"])
+    assert config["low_data"]["fractions"] == [0.25, 0.5]
+    counter = Counting()
+    summary = Experiment(config, train_fn=counter, progress=False).run()
+    # The main runs are reused; only the subsets run.
+    assert sorted(c[1] for c in counter.calls) == sorted(
+        str(out / "finetune" / "emt" / arm / f"seed{seed}_train{pct}")
+        for arm in ("baseline", "wacsf")
+        for seed in (111, 222)
+        for pct in ("25", "50")
+    )
+    for seed in (111, 222):
+        full = json.loads((out / "splits" / f"emt_seed{seed}.json").read_text())
+        quarter = json.loads((out / "splits" / f"emt_seed{seed}_train25.json").read_text())
+        half = json.loads((out / "splits" / f"emt_seed{seed}_train50.json").read_text())
+        assert quarter["val"] == half["val"] == full["val"] and quarter["test"] == half["test"] == full["test"]
+        assert set(quarter["train"]) < set(half["train"]) < set(full["train"])
+        assert (len(quarter["train"]), len(half["train"])) == (2, 4)  # of 9
+        used = json.loads((out / "finetune" / "emt" / "wacsf" / f"seed{seed}_train50" / "split.json").read_text())
+        assert used["train"] == half["train"]
+    # The main table is unchanged by the subsets; the learning curves are beside it.
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 4 and all(r["train_fraction"] == 1.0 for r in records)
+    folder = root / "low"
+    for name in ("low_data.md", "low_data.json", "learning_curve.png", "results.json"):
+        assert (folder / name).is_file(), name
+    curves = json.loads((folder / "low_data.json").read_text())["tasks"]["emt"]
+    assert curves["fractions"] == [0.25, 0.5, 1.0]
+    points = curves["arms"]["wacsf"]
+    assert [p["n_train"] for p in points] == [2, 4, 9]
+    low_records = json.loads((folder / "results.json").read_text())
+    at_half = [r for r in low_records if r["train_fraction"] == 0.5]
+    mean = sum(r["test_mae"] for r in at_half if r["arm"] == "wacsf") / 2
+    assert points[1]["mean"] == pytest.approx(mean) and points[1]["paired"]["seeds"] == [111, 222]
+    assert "| 50% | 4 |" in (folder / "low_data.md").read_text()
+    assert summary["low_data"]["plot"].endswith("learning_curve.png")
+    # Asked again: nothing runs.
+    counter.calls.clear()
+    Experiment(config, train_fn=counter, progress=False).run()
+    assert counter.calls == []
+
+
+@pytest.mark.parametrize(
+    "low, message",
+    [
+        ({"tasks": ["emt"], "arms": ["baseline"], "fractions": [1.0]}, "fractions"),
+        ({"tasks": ["emt"], "arms": ["baseline"], "fractions": [0.5, 0.5]}, "fractions"),
+        ({"tasks": ["emt"], "arms": ["baseline"], "fractions": []}, "fractions"),
+        ({"tasks": ["nope"], "arms": ["baseline"], "fractions": [0.5]}, "unknown task"),
+        ({"tasks": ["emt"], "arms": ["gmpp"], "fractions": [0.5]}, "unknown arm"),
+        ({"tasks": ["emt"], "arms": ["baseline"], "fractions": [0.5], "size": 3}, "unknown key"),
+    ],
+)
+def test_bad_low_data_configs(tmp_path, low, message):
+    path = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        load_experiment_config(path, overrides=[f"low_data={json.dumps(low)}"])
+
+
+def test_paired_p_value_and_noise_verdict():
+    from fpcore.experiments.report import paired_p_value
+
+    # Student's t with 2 degrees of freedom has the closed-form two-sided p = 1 - |t| / sqrt(t^2 + 2).
+    for gains in ([10.0, 12.0, 11.0], [10.0, -10.0, 5.0], [-3.0, -4.0, -8.0]):
+        n, mean = len(gains), sum(gains) / len(gains)
+        sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1))
+        t = mean / (sd / math.sqrt(n))
+        assert paired_p_value(gains) == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2))
+    assert math.isnan(paired_p_value([5.0])) and paired_p_value([2.0, 2.0]) == 0.0
+    rows = [
+        {"task": "a", "target": "y", "arm": arm, "seed": seed, "test_mae": mae}
+        for seed, (b, e, d) in enumerate([(1.0, 0.8, 1.2), (1.0, 0.79, 0.7), (1.0, 0.81, 1.1)])
+        for arm, mae in (("baseline", b), ("ead", e), ("denoise", d))
+    ]
+    s = aggregate(rows, ["baseline", "ead", "denoise"], ["a"], "baseline")
+    assert not s["tasks"]["a"]["paired"]["ead"]["within_noise"]
+    assert s["tasks"]["a"]["paired"]["denoise"]["within_noise"]
+    table = table_markdown(s)
+    assert "| a | ead | 0: +20.0, 1: +21.0, 2: +19.0 | +20.0 ± 1.0 | 3/3 |" in table and "| better |" in table
+    assert "| within noise |" in table

@@ -32,10 +32,14 @@ TOP_KEYS = {
     "pretrain": {},
     "finetune": {},
     "plot": True,
+    # data efficiency: {tasks, arms, fractions (of the training split, each < 1), out (report folder, relative to
+    # `out`)}; the 100% points are the main table's runs
+    "low_data": None,
 }
 PRETRAIN_KEYS = {"source": None, "max_structures": None, "split": [0.95, 0.05, 0.0], "trainer": {}}
 FINETUNE_KEYS = {"trainer": {}}
 TASK_KEYS = {"source", "target", "max_structures"}
+LOW_DATA_KEYS = {"tasks": None, "arms": None, "fractions": None, "out": "low_data"}
 # Keys the experiment sets itself in every run config; setting them by hand would silently break the protocol.
 MANAGED = {
     ("data", "source"),
@@ -166,6 +170,9 @@ def validate(config: dict) -> dict:
         _max_structures(task.get("max_structures"), f"tasks.{name}.max_structures")
     config["run_tasks"] = _selection(config["run_tasks"], tasks, "run_tasks", "task")
 
+    if config["low_data"] is not None:
+        config["low_data"] = _low_data(config["low_data"], arms, tasks)
+
     _check_keys(config["pretrain"], PRETRAIN_KEYS, "pretrain")
     _check_keys(config["finetune"], FINETUNE_KEYS, "finetune")
     config["pretrain"] = deep_merge(PRETRAIN_KEYS, config["pretrain"])
@@ -266,6 +273,28 @@ def pretrain_settings(arm) -> dict:
     if arm.get("augment"):
         settings["data"] = {"augment": arm["augment"]}
     return settings
+
+
+def _low_data(low, arms: dict, tasks: dict) -> dict:
+    _check_keys(low, LOW_DATA_KEYS, "low_data")
+    low = deep_merge(LOW_DATA_KEYS, low)
+    low["tasks"] = _selection(low["tasks"], tasks, "low_data.tasks", "task")
+    low["arms"] = _selection(low["arms"], arms, "low_data.arms", "arm")
+    fractions = low["fractions"]
+    if (
+        not isinstance(fractions, list)
+        or not fractions
+        or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1 for f in fractions)
+        or len(set(fractions)) != len(fractions)
+    ):
+        raise ConfigError(
+            "experiment config: 'low_data.fractions' must be distinct fractions of the training split in (0, 1) "
+            f"(the 100% point is the main run), got {fractions!r}"
+        )
+    low["fractions"] = sorted(float(f) for f in fractions)
+    if not isinstance(low["out"], str) or not low["out"]:
+        raise ConfigError(f"experiment config: 'low_data.out' must be a folder name or path, got {low['out']!r}")
+    return low
 
 
 def _selection(selected, available: dict, key: str, what: str) -> list[str]:

@@ -16,18 +16,43 @@ def improvement(baseline_mae: float, arm_mae: float) -> float:
     return (baseline_mae - arm_mae) / baseline_mae * 100.0
 
 
+#: a paired gain whose two-sided t-test p-value is at least this is reported as within seed noise
+NOISE_P = 0.05
+
+
+def train_fraction(record: dict) -> float:
+    """The fraction of the training split a run used (records written before low_data existed used all of it)."""
+    return float(record.get("train_fraction", 1.0))
+
+
+def paired_p_value(gains: list[float]) -> float:
+    """Two-sided one-sample t-test of the per-seed gains against zero (the paired t-test of the two arms' errors,
+    in % of the baseline); nan with fewer than two seeds, 0 or 1 when every seed gains exactly the same."""
+    if len(gains) < 2:
+        return float("nan")
+    spread = statistics.stdev(gains)
+    if spread == 0.0:
+        return 1.0 if statistics.fmean(gains) == 0.0 else 0.0
+    from scipy import stats
+
+    return float(stats.ttest_1samp(gains, 0.0).pvalue)
+
+
 def paired(rows: list[dict], baseline: str, arm: str) -> dict:
-    """The arm against the baseline seed by seed (same split, same seed): per-seed % gains, their mean and std, and
-    on how many seeds the arm's test MAE is lower."""
+    """The arm against the baseline seed by seed (same split, same seed): per-seed % gains, their mean and std, on
+    how many seeds the arm's test MAE is lower, and the paired t-test's p-value (`within_noise`: p >= NOISE_P)."""
     by_seed = {a: {r["seed"]: float(r["test_mae"]) for r in rows if r["arm"] == a} for a in (baseline, arm)}
     seeds = sorted(set(by_seed[baseline]) & set(by_seed[arm]))
     gains = [improvement(by_seed[baseline][s], by_seed[arm][s]) for s in seeds]
+    p_value = paired_p_value(gains)
     return {
         "seeds": seeds,
         "gain_pct": gains,
         "mean_pct": statistics.fmean(gains) if gains else float("nan"),
         "std_pct": statistics.stdev(gains) if len(gains) > 1 else float("nan"),
         "wins": sum(by_seed[arm][s] < by_seed[baseline][s] for s in seeds),
+        "p_value": p_value,
+        "within_noise": not (math.isfinite(p_value) and p_value < NOISE_P),
     }
 
 
@@ -86,6 +111,10 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if a >= 100 or a == 0 else (f"{x:.4f}" if a < 0.01 else f"{x:.4g}")
 
 
+def _fmt_p(p: float) -> str:
+    return "—" if not math.isfinite(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
 def table_markdown(summary: dict, title: str = "") -> str:
     arms, base = summary["arms"], summary["baseline"]
     others = [a for a in arms if a != base]
@@ -134,16 +163,22 @@ def table_markdown(summary: dict, title: str = "") -> str:
         lines += [
             "",
             "Paired by seed (same split and seed for both arms): the per-seed gain (baseline − arm) / baseline × 100, "
-            "its mean ± std over seeds, and the seeds on which the arm beats the baseline. A mean gain within about "
-            "one std of zero is within seed noise.",
+            "its mean ± std over seeds, the seeds on which the arm beats the baseline, and the two-sided paired "
+            f"t-test's p-value; p >= {NOISE_P} is marked *within noise* (with 3 seeds a gain must be about 2.5 "
+            "standard deviations from zero to leave it).",
             "",
-            "| task | arm | per-seed gain % | mean ± std % | beats baseline |",
-            "|---|---|---|---|---|",
+            "| task | arm | per-seed gain % | mean ± std % | beats baseline | p | verdict |",
+            "|---|---|---|---|---|---|---|",
         ]
         for task, arm, p in pairs:
             per_seed = ", ".join(f"{s}: {g:+.1f}" for s, g in zip(p["seeds"], p["gain_pct"]))
             spread = f"{p['mean_pct']:+.1f} ± {p['std_pct']:.1f}" if math.isfinite(p["std_pct"]) else "—"
-            lines.append(f"| {task} | {arm} | {per_seed} | {spread} | {p['wins']}/{len(p['seeds'])} |")
+            p_value = p.get("p_value", float("nan"))
+            verdict = "within noise" if p.get("within_noise", True) else ("better" if p["mean_pct"] > 0 else "worse")
+            lines.append(
+                f"| {task} | {arm} | {per_seed} | {spread} | {p['wins']}/{len(p['seeds'])} | "
+                f"{_fmt_p(p_value)} | {verdict} |"
+            )
     late = {t: e["late_best"] for t, e in summary["tasks"].items() if e.get("late_best")}
     if late:
         lines += [
@@ -203,3 +238,114 @@ def write_reports(
     summary["files"] = files
     files["summary"] = str(atomic_write_json(out_dir / "summary.json", summary))
     return summary
+
+
+# ----------------------------------------------------------------------------------------------- learning curves
+def learning_curves(records: list[dict], arms, tasks, baseline: str | None) -> dict:
+    """Per task and arm, one point per training fraction: mean training-set size, test MAE mean/std over seeds and
+    (against the baseline at the same fraction, seed by seed) the paired gain."""
+    curves: dict = {}
+    for task in tasks:
+        rows = [r for r in records if r["task"] == task and r["arm"] in arms]
+        fractions = sorted({train_fraction(r) for r in rows})
+        if len(fractions) < 2:
+            continue
+        entry = {"target": rows[0]["target"], "fractions": fractions, "arms": {}}
+        for arm in arms:
+            points = []
+            for fraction in fractions:
+                at = [r for r in rows if train_fraction(r) == fraction]
+                mine = sorted((r for r in at if r["arm"] == arm), key=lambda r: r["seed"])
+                if not mine:
+                    continue
+                maes = [float(r["test_mae"]) for r in mine]
+                point = {
+                    "fraction": fraction,
+                    "n_train": statistics.fmean(float(r["n_train"]) for r in mine if r.get("n_train") is not None),
+                    "mean": statistics.fmean(maes),
+                    "std": statistics.stdev(maes) if len(maes) > 1 else 0.0,
+                    "n": len(maes),
+                    "seeds": [r["seed"] for r in mine],
+                }
+                if baseline is not None and arm != baseline:
+                    point["paired"] = paired(at, baseline, arm)
+                points.append(point)
+            if points:
+                entry["arms"][arm] = points
+        curves[task] = entry
+    return curves
+
+
+def learning_curve_markdown(curves: dict, baseline: str | None) -> str:
+    lines = [
+        "# Data efficiency: test MAE vs training-set size",
+        "",
+        "Each task's training split cut to nested random subsets (validation and test unchanged); test MAE of the "
+        "best-validation checkpoint, mean ± std over seeds. Gain: paired by seed against the baseline at the same "
+        f"size, mean ± std %, seeds won, and the verdict of the paired t-test (p < {NOISE_P}).",
+    ]
+    for task, entry in curves.items():
+        arms = list(entry["arms"])
+        others = [a for a in arms if a != baseline]
+        head = ["train fraction", "train structures"] + [f"{a} MAE" for a in arms] + [f"{a} gain" for a in others]
+        lines += ["", f"## {task} ({entry['target']})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for fraction in entry["fractions"]:
+            points = {a: next((p for p in entry["arms"][a] if p["fraction"] == fraction), None) for a in arms}
+            sizes = [p["n_train"] for p in points.values() if p]
+            cells = [f"{fraction * 100:g}%", f"{statistics.fmean(sizes):.0f}" if sizes else "—"]
+            cells += [f"{_fmt(p['mean'])} ± {_fmt(p['std'])}" if p else "—" for p in points.values()]
+            for a in others:
+                q = (points[a] or {}).get("paired")
+                if not q or not q["seeds"]:
+                    cells.append("—")
+                    continue
+                verdict = "within noise" if q["within_noise"] else ("better" if q["mean_pct"] > 0 else "worse")
+                spread = f" ± {q['std_pct']:.1f}" if math.isfinite(q["std_pct"]) else ""
+                cells.append(f"{q['mean_pct']:+.1f}{spread} % ({q['wins']}/{len(q['seeds'])}, {verdict})")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def learning_curve_plot(curves: dict, out_png) -> pathlib.Path | None:
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.8 * len(curves), 4.2), squeeze=False)
+    for ax, (task, entry) in zip(axes[0], curves.items()):
+        for arm, points in entry["arms"].items():
+            xs = [p["n_train"] for p in points]
+            ys = [p["mean"] for p in points]
+            ax.errorbar(xs, ys, yerr=[p["std"] for p in points], marker="o", capsize=3, label=arm)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(f"test MAE ({entry['target']})")
+        ax.set_title(task, fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("Data efficiency: mean ± std over seeds", fontsize=11)
+    fig.tight_layout()
+    try:
+        return atomic_savefig(fig, out_png, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def write_learning_curves(out_dir, records: list[dict], arms, tasks, baseline, plot: bool = True) -> dict:
+    """low_data.json, low_data.md and learning_curve.png in `out_dir`; {} when no task has two training sizes."""
+    curves = learning_curves(records, arms, tasks, baseline)
+    if not curves:
+        return {}
+    out_dir = pathlib.Path(out_dir)
+    files = {"table": str(atomic_write_text(out_dir / "low_data.md", learning_curve_markdown(curves, baseline)))}
+    if plot:
+        png = learning_curve_plot(curves, out_dir / "learning_curve.png")
+        if png is not None:
+            files["plot"] = str(png)
+    result = {"baseline": baseline, "tasks": curves, "files": files}
+    files["summary"] = str(atomic_write_json(out_dir / "low_data.json", result))
+    return result

@@ -3,8 +3,11 @@
 Layout of the results folder:
   pretrain/<arm>/                      fpcore-train pretrain run (reused when COMPLETED)
   finetune/<task>/<arm>/seed<seed>/    fpcore-train finetune (or train for the baseline) run
+  finetune/<task>/<arm>/seed<seed>_train<pct>/   the same on <pct>% of the training split (low_data)
   splits/<task>_seed<seed>.json        the split every arm of that seed uses (indices into the task's data set)
+  splits/<task>_seed<seed>_train<pct>.json       its training subset: same val/test, nested training subsets
   results.json, table.md, summary.json, improvement.png, experiment.yaml
+  <low_data.out>/{low_data.json, low_data.md, learning_curve.png}   the learning curves (with low_data)
 A run folder with COMPLETED is skipped when it was made with the same resolved run config (its sha256 is stored in
 experiment_record.json); a COMPLETED run whose config differs (other epochs, descriptor settings, a redone
 pre-training) is redone, with a log line saying so. A folder with last.pt resumes when its saved config.yaml matches,
@@ -33,7 +36,7 @@ from ..pretrained import resolve as resolve_checkpoint
 from ..training import COMPLETED, run_training
 from ..training import distributed as D
 from .config import deep_merge, dump, pretrain_settings, pretrains, resolve_path, trainer_config
-from .report import write_reports
+from .report import train_fraction, write_learning_curves, write_reports
 
 RECORD = "experiment_record.json"
 # Run-config keys that do not change what a run computes (where it lives, how it reports, how many CPU threads it
@@ -109,6 +112,24 @@ def _write_split(path: pathlib.Path, n: int, fractions, seed: int) -> pathlib.Pa
     return path
 
 
+def fraction_label(fraction: float) -> str:
+    """'10' for 0.1, '2.5' for 0.025: the percentage in run-folder and split-file names."""
+    return f"{float(fraction) * 100:g}"
+
+
+def _write_train_subset(full_split: pathlib.Path, fraction: float, seed: int) -> pathlib.Path:
+    """The split with only `fraction` of its training structures; validation and test are unchanged, and the subsets
+    are nested (10% of the training split lies inside 25%, ...) because each is a prefix of one seeded shuffle."""
+    split = json.loads(full_split.read_text())
+    train = np.asarray(split["train"], dtype=np.int64)
+    keep = max(1, round(fraction * len(train)))
+    shuffled = train[np.random.RandomState(int(seed) % 2**32).permutation(len(train))]
+    path = full_split.with_name(f"{full_split.stem}_train{fraction_label(fraction)}.json")
+    subset = split | {"train": np.sort(shuffled[:keep]).tolist(), "train_fraction": fraction}
+    atomic_write_json(path, subset)
+    return path
+
+
 def _wall_from_metrics(run_dir: pathlib.Path) -> float:
     try:
         with open(run_dir / "metrics.csv", newline="") as fh:
@@ -149,13 +170,25 @@ class Experiment:
         runs += [
             ("finetune", task, arm, seed) for task in self.tasks for seed in self.config["seeds"] for arm in self.arms
         ]
+        low = self.config.get("low_data")
+        if low:
+            runs += [
+                ("finetune", task, arm, seed, fraction)
+                for task in low["tasks"]
+                if task in self.tasks
+                for fraction in low["fractions"]
+                for seed in self.config["seeds"]
+                for arm in low["arms"]
+                if arm in self.arms
+            ]
         return runs
 
     def pretrain_dir(self, arm: str) -> pathlib.Path:
         return self.out / "pretrain" / arm
 
-    def finetune_dir(self, task: str, arm: str, seed: int) -> pathlib.Path:
-        return self.out / "finetune" / task / arm / f"seed{seed}"
+    def finetune_dir(self, task: str, arm: str, seed: int, fraction: float = 1.0) -> pathlib.Path:
+        name = f"seed{seed}" if fraction == 1.0 else f"seed{seed}_train{fraction_label(fraction)}"
+        return self.out / "finetune" / task / arm / name
 
     # ------------------------------------------------------------------------------------------- data
     def _pretrain_data(self) -> StructureDataset:
@@ -237,12 +270,14 @@ class Experiment:
         self.pretrain_records[arm] = self._load_record(run_dir, record)
         return self.pretrain_records[arm]
 
-    def run_finetune(self, task: str, arm: str, seed: int) -> dict:
+    def run_finetune(self, task: str, arm: str, seed: int, fraction: float = 1.0) -> dict:
         spec = self.config["tasks"][task]
         dataset = self._task_data(task)
         split_file = self.out / "splits" / f"{task}_seed{seed}.json"
         _write_split(split_file, len(dataset), self.config["split"], seed)
-        run_dir = self.finetune_dir(task, arm, seed)
+        if fraction != 1.0:
+            split_file = _write_train_subset(split_file, fraction, seed)
+        run_dir = self.finetune_dir(task, arm, seed, fraction)
         cfg = trainer_config(
             self.config,
             "finetune",
@@ -271,6 +306,7 @@ class Experiment:
             "target": spec["target"],
             "arm": arm,
             "seed": int(seed),
+            "train_fraction": float(fraction),
             "test_mae": float(summary["test_mae"]),
             "val_mae": float(summary["best_val_mae"]),
             "epochs": summary.get("epochs_run"),
@@ -312,20 +348,40 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------------- all
     def reports(self) -> dict:
+        main = [r for r in self.records if train_fraction(r) == 1.0]
+        low_runs = [r for r in self.records if train_fraction(r) != 1.0]
+        finite = lambda records: sum(r["wall_s"] for r in records if math.isfinite(r["wall_s"]))  # noqa: E731
+        phases = {
+            "pretrain": finite(self.pretrain_records.values()),
+            "finetune": finite(main),
+            "low_data": finite(low_runs),
+        }
         extra = {
             "title": f"Fingerprint pre-training vs. training from scratch (scale {self.config['scale']})",
             "scale": self.config["scale"],
             "seeds": self.config["seeds"],
             "pretrain": self.pretrain_records,
-            "total_wall_s": sum(
-                r["wall_s"] for r in [*self.records, *self.pretrain_records.values()] if math.isfinite(r["wall_s"])
-            ),
+            "wall_s_by_phase": phases,
+            "total_wall_s": sum(phases.values()),
         }
         if not self._is_main():
             return extra
-        return write_reports(
-            self.out, self.records, self.arms, self.tasks, self.baseline, extra, plot=bool(self.config["plot"])
+        summary = write_reports(
+            self.out, main, self.arms, self.tasks, self.baseline, extra, plot=bool(self.config["plot"])
         )
+        low = self.config.get("low_data")
+        if low and low_runs:
+            tasks = [t for t in low["tasks"] if t in self.tasks]
+            arms = [a for a in low["arms"] if a in self.arms]
+            folder = pathlib.Path(os.path.normpath(self.out / low["out"]))
+            baseline = self.baseline if self.baseline in arms else None
+            curves = write_learning_curves(
+                folder, [*main, *low_runs], arms, tasks, baseline, plot=bool(self.config["plot"])
+            )
+            if curves:
+                atomic_write_json(folder / "results.json", low_runs)
+                summary["low_data"] = curves["files"]
+        return summary
 
     def run(self) -> dict:
         plan = self.plan()
