@@ -288,20 +288,22 @@ def test_denoise_and_augmented_arms_run(tmp_path):
         load_experiment_config(path)
 
 
-def test_low_data_runs_nested_subsets_and_learning_curves(finished):
-    root, path, out = finished
+def test_low_data_runs_nested_subsets_and_learning_curves(tmp_path):
+    root, out = tmp_path, tmp_path / "results"
     low = {"tasks": ["emt"], "arms": ["baseline", "wacsf"], "fractions": [0.5, 0.25], "out": "../low"}
-    config = load_experiment_config(path, out=out, overrides=[f"low_data={json.dumps(low)}"])
+    config = load_experiment_config(tiny_config(root, low_data=low), out=out)
     assert config["low_data"]["fractions"] == [0.25, 0.5]
     counter = Counting()
     summary = Experiment(config, train_fn=counter, progress=False).run()
-    # The main runs are reused; only the subsets run.
-    assert sorted(c[1] for c in counter.calls) == sorted(
-        str(out / "finetune" / "emt" / arm / f"seed{seed}_train{pct}")
+    # One pre-training, the main runs, and each arm on each subset: the subsets reuse the main run's pre-training.
+    finetunes = [c[1] for c in counter.calls if c[0] == "finetune"]
+    assert sorted(finetunes) == sorted(
+        str(out / "finetune" / "emt" / arm / f"seed{seed}{suffix}")
         for arm in ("baseline", "wacsf")
         for seed in (111, 222)
-        for pct in ("25", "50")
+        for suffix in ("", "_train25", "_train50")
     )
+    assert [c[1] for c in counter.calls if c[0] == "pretrain"] == [str(out / "pretrain" / "wacsf")]
     for seed in (111, 222):
         full = json.loads((out / "splits" / f"emt_seed{seed}.json").read_text())
         quarter = json.loads((out / "splits" / f"emt_seed{seed}_train25.json").read_text())
