@@ -262,6 +262,12 @@ def test_changed_config_redoes_completed_runs_and_late_best_is_flagged(finished,
     counter.calls.clear()
     Experiment(config, train_fn=counter, progress=False).run()
     assert counter.calls == []
+    # How many CPU threads a run used is not part of what it computed: nothing is redone.
+    threads = load_experiment_config(
+        path, out=out, overrides=["finetune.trainer.optim.epochs=3", "trainer.run.threads=1"]
+    )
+    Experiment(threads, train_fn=counter, progress=False).run()
+    assert counter.calls == []
 
 
 def test_denoise_and_augmented_arms_run(tmp_path):
