@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import statistics
@@ -349,3 +350,51 @@ def write_learning_curves(out_dir, records: list[dict], arms, tasks, baseline, p
     result = {"baseline": baseline, "tasks": curves, "files": files}
     files["summary"] = str(atomic_write_json(out_dir / "low_data.json", result))
     return result
+
+
+# ----------------------------------------------------------------------------------------------- README
+README_START = "<!-- experiment-table: {} -->"
+README_END = "<!-- /experiment-table -->"
+
+
+def readme_table(summary: dict) -> str:
+    """The compact table the README shows for an experiment: per task the baseline's test MAE and each arm's gain of
+    the mean MAE over it, with the seeds won and a `*` where the paired t-test says the gain is not seed noise."""
+    arms, base = summary["arms"], summary["baseline"]
+    others = [a for a in arms if a != base]
+    lines = [
+        "| task (target) | baseline MAE | " + " | ".join(others) + " |",
+        "|---|---|" + "---|" * len(others),
+    ]
+    for task, entry in summary["tasks"].items():
+        cells = [f"{task} ({entry['target']}){' †' if entry.get('late_best') else ''}"]
+        b = entry["arms"].get(base)
+        cells.append(f"{_fmt(b['mean'])} ± {_fmt(b['std'])}" if b else "—")
+        for arm in others:
+            gain, p = entry["improvement_pct"].get(arm), entry.get("paired", {}).get(arm)
+            if gain is None or not math.isfinite(gain) or not p:
+                cells.append("—")
+                continue
+            mark = "" if p.get("within_noise", True) else "*"
+            cells.append(f"{gain:+.1f}{mark} ({p['wins']}/{len(p['seeds'])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    avg = summary["average_improvement"]
+    lines.append(
+        "| **average over tasks** | | "
+        + " | ".join(f"**{avg[a]['mean_pct']:+.1f}**" if a in avg else "—" for a in others)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(summary_path) -> str:
+    """readme_table of a summary.json between the markers the README uses (and tests/test_readme.py checks)."""
+    path = pathlib.Path(summary_path)
+    return f"{README_START.format(path.as_posix())}\n{readme_table(json.loads(path.read_text()))}{README_END}\n"
+
+
+if __name__ == "__main__":  # python -m fpcore.experiments.report results/paper/summary.json
+    import sys
+
+    for arg in sys.argv[1:]:
+        sys.stdout.write(readme_block(arg))
