@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--out", help="results folder (default: the config's out)")
     x.add_argument("--data-root", help="folder the data paths are relative to (default: the config's data_root)")
+    x.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the reports from the runs finished so far and list the missing ones",
+    )
     c = sub.add_parser(
         "compare",
         help="the bundled default: fine-tuned vs. trained from scratch, 3 seeds, identical budgets (~5 min on 2 cores)",
@@ -153,7 +158,13 @@ def _experiment(args) -> int:
     config = load_experiment_config(
         args.config, scale=args.scale, overrides=args.set, data_root=args.data_root, out=args.out
     )
-    summary = run_experiment(config)
+    summary = run_experiment(config, report_only=args.report_only)
+    missing = summary.get("runs", {}).get("missing", [])
+    if missing and _is_main():
+        print(
+            f"[fpcore-experiment] report of an unfinished experiment: {len(missing)} of "
+            f"{summary['runs']['planned']} runs missing (first: {missing[0]})"
+        )
     if _is_main():
         for arm, avg in summary.get("average_improvement", {}).items():
             print(

@@ -379,3 +379,25 @@ def test_paired_p_value_and_noise_verdict():
     table = table_markdown(s)
     assert "| a | ead | 0: +20.0, 1: +21.0, 2: +19.0 | +20.0 ± 1.0 | 3/3 |" in table and "| better |" in table
     assert "| within noise |" in table
+
+
+def test_report_only_trains_nothing_and_lists_missing_runs(tmp_path, capsys):
+    path, out = tiny_config(tmp_path), tmp_path / "results"
+    counter = Counting()
+    config = load_experiment_config(path, out=out)
+    summary = Experiment(config, train_fn=counter, progress=False, report_only=True).run()
+    assert counter.calls == [] and summary["runs"]["planned"] == 5 and len(summary["runs"]["missing"]) == 5
+    assert not (out / "pretrain" / "wacsf").exists()
+    Experiment(load_experiment_config(path, out=out, overrides=["seeds=[111]"]), progress=False).run()
+    assert main(["experiment", "--config", str(path), "--out", str(out), "--report-only"]) == 0
+    assert "2 of 5 runs missing" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["runs"]["missing"]) == sorted(
+        str(out / "finetune" / "emt" / arm / "seed222") for arm in ("baseline", "wacsf")
+    )
+    assert {(r["arm"], r["seed"]) for r in json.loads((out / "results.json").read_text())} == {
+        ("baseline", 111),
+        ("wacsf", 111),
+    }
+    assert "**Unfinished experiment**: 2 of 5 planned runs are missing" in (out / "table.md").read_text()
+    assert not (out / "finetune" / "emt" / "baseline" / "seed222").exists()

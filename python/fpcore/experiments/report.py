@@ -180,6 +180,13 @@ def table_markdown(summary: dict, title: str = "") -> str:
                 f"| {task} | {arm} | {per_seed} | {spread} | {p['wins']}/{len(p['seeds'])} | "
                 f"{_fmt_p(p_value)} | {verdict} |"
             )
+    missing = summary.get("runs", {}).get("missing", [])
+    if missing:
+        lines += [
+            "",
+            f"**Unfinished experiment**: {len(missing)} of {summary['runs']['planned']} planned runs are missing "
+            "(`summary.json` `runs.missing` lists them); the averages cover the finished ones only.",
+        ]
     late = {t: e["late_best"] for t, e in summary["tasks"].items() if e.get("late_best")}
     if late:
         lines += [

@@ -138,14 +138,22 @@ def _wall_from_metrics(run_dir: pathlib.Path) -> float:
         return float("nan")
 
 
+class NotFinished(Exception):
+    """A run that report-only mode found unfinished (or finished with another config)."""
+
+
 class Experiment:
     """Runs (or resumes) an experiment described by a config from load_experiment_config.
 
-    `train_fn` is run_training by default; tests pass a counting wrapper.
+    `train_fn` is run_training by default; tests pass a counting wrapper. With `report_only` nothing trains: the
+    reports are written from the runs already finished with the current config (the others are listed as missing),
+    e.g. to look at a long experiment while it runs.
     """
 
-    def __init__(self, config: dict, train_fn=run_training, progress: bool = True, log=None):
+    def __init__(self, config: dict, train_fn=run_training, progress: bool = True, log=None, report_only: bool = False):
         self.config = config
+        self.report_only = report_only
+        self.missing: list[str] = []
         self.out = pathlib.Path(config["out"])
         self.train_fn = train_fn
         self.progress = progress
@@ -214,10 +222,14 @@ class Experiment:
             stored = _stored_hash(run_dir)
             if stored == digest:
                 return json.loads((run_dir / "summary.json").read_text()), 0.0, "skipped"
+            if self.report_only:
+                raise NotFinished(f"{run_dir} (finished with another config)")
             if self._is_main():
                 self.log(
                     f"{run_dir}: COMPLETED with another config (sha256 {str(stored)[:12]} vs {digest[:12]}); redoing it"
                 )
+        if self.report_only:
+            raise NotFinished(str(run_dir))
         resume = (run_dir / "last.pt").is_file() and not (run_dir / COMPLETED).is_file()
         if resume and not _same_saved_config(run_dir, cfg):
             if self._is_main():
@@ -293,6 +305,8 @@ class Experiment:
             upstream = file_sha256(init_from)
         elif spec_arm is not None:
             init_from = self.pretrain_dir(arm) / "best.pt"
+            if arm not in self.pretrain_records and self.report_only:
+                raise NotFinished(f"{run_dir} (its pre-training has not finished)")
             if not (self.pretrain_dir(arm) / COMPLETED).is_file():
                 raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
             upstream = self.pretrain_records[arm].get("config_sha256")
@@ -363,6 +377,7 @@ class Experiment:
             "pretrain": self.pretrain_records,
             "wall_s_by_phase": phases,
             "total_wall_s": sum(phases.values()),
+            "runs": {"planned": len(self.plan()), "missing": self.missing},
         }
         if not self._is_main():
             return extra
@@ -398,11 +413,14 @@ class Experiment:
             name = "/".join(str(x) for x in item)
             if bar is not None:
                 bar.set_description(name)
+            try:
+                rec = self.run_pretrain(item[1]) if item[0] == "pretrain" else self.run_finetune(*item[1:])
+            except NotFinished as missing:
+                self.missing.append(str(missing))
+                continue
             if item[0] == "pretrain":
-                rec = self.run_pretrain(item[1])
                 msg = f"{name}: {rec['status']}, val MAE {rec['best_val_mae']:.4g}, {rec['wall_s']:.0f} s"
             else:
-                rec = self.run_finetune(*item[1:])
                 self.records.append(rec)
                 if self._is_main():
                     atomic_write_json(self.out / "results.json", self.records)
@@ -434,8 +452,10 @@ def _same_saved_config(run_dir: pathlib.Path, cfg: dict) -> bool:
     return config_hash(saved) == config_hash(cfg)
 
 
-def run_experiment(config: dict, train_fn=run_training, progress: bool = True) -> dict:
+def run_experiment(config: dict, train_fn=run_training, progress: bool = True, report_only: bool = False) -> dict:
     """Runs the experiment; under torchrun every rank calls this (each run is DDP), rank 0 writes the reports."""
+    if report_only:
+        return Experiment(config, train_fn=train_fn, progress=progress, report_only=True).run()
     info, _ = D.setup(_device(config))
     try:
         return Experiment(config, train_fn=train_fn, progress=progress).run()
