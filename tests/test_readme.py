@@ -21,7 +21,7 @@ def test_readme_experiment_tables_match_their_results_files():
         rendered = readme_block(summary).replace(summary.as_posix(), block.group(1))
         assert block.group(0) == rendered, (
             f"README table for {block.group(1)} differs from the results; refresh it with "
-            f"`python -m fpcore.experiments.report {block.group(1)}`"
+            f"`python -m fpcore.experiments.readme {block.group(1)}`"
         )
 
 

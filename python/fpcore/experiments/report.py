@@ -398,10 +398,3 @@ def readme_block(summary_path) -> str:
     """readme_table of a summary.json between the markers the README uses (and tests/test_readme.py checks)."""
     path = pathlib.Path(summary_path)
     return f"{README_START.format(path.as_posix())}\n{readme_table(json.loads(path.read_text()))}{README_END}\n"
-
-
-if __name__ == "__main__":  # python -m fpcore.experiments.report results/paper/summary.json
-    import sys
-
-    for arg in sys.argv[1:]:
-        sys.stdout.write(readme_block(arg))
