@@ -112,6 +112,13 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if a >= 100 or a == 0 else (f"{x:.4f}" if a < 0.01 else f"{x:.4g}")
 
 
+def _verdict(paired_entry: dict) -> str:
+    """'better', 'worse' or 'within noise' for one entry of paired()."""
+    if paired_entry.get("within_noise", True):
+        return "within noise"
+    return "better" if paired_entry["mean_pct"] > 0 else "worse"
+
+
 def _fmt_p(p: float) -> str:
     return "—" if not math.isfinite(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
@@ -175,7 +182,7 @@ def table_markdown(summary: dict, title: str = "") -> str:
             per_seed = ", ".join(f"{s}: {g:+.1f}" for s, g in zip(p["seeds"], p["gain_pct"]))
             spread = f"{p['mean_pct']:+.1f} ± {p['std_pct']:.1f}" if math.isfinite(p["std_pct"]) else "—"
             p_value = p.get("p_value", float("nan"))
-            verdict = "within noise" if p.get("within_noise", True) else ("better" if p["mean_pct"] > 0 else "worse")
+            verdict = _verdict(p)
             lines.append(
                 f"| {task} | {arm} | {per_seed} | {spread} | {p['wins']}/{len(p['seeds'])} | "
                 f"{_fmt_p(p_value)} | {verdict} |"
@@ -307,7 +314,7 @@ def learning_curve_markdown(curves: dict, baseline: str | None) -> str:
                 if not q or not q["seeds"]:
                     cells.append("—")
                     continue
-                verdict = "within noise" if q["within_noise"] else ("better" if q["mean_pct"] > 0 else "worse")
+                verdict = _verdict(q)
                 spread = f" ± {q['std_pct']:.1f}" if math.isfinite(q["std_pct"]) else ""
                 cells.append(f"{q['mean_pct']:+.1f}{spread} % ({q['wins']}/{len(q['seeds'])}, {verdict})")
             lines.append("| " + " | ".join(cells) + " |")
