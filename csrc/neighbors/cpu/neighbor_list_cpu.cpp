@@ -1,11 +1,13 @@
 // CPU kernel of fpcore::neighbor_list: a cell-list search, linear in the number of atoms and
-// pairs, parallel over structures (set-up) and over chunks of atoms (count, then fill).
+// pairs, parallel over structures (set-up) and over chunks of atoms (one search pass, one copy).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "common/checks.h"
@@ -160,37 +162,52 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
   }
 }
 
-// Where the fill pass writes: the output rows of one atom, from its offset on. `pos` and `cell`
-// are the caller's positions and cells (in their dtype), for the vectors and distances, which are
-// computed exactly as fpcore::pair_geometry computes them (geometry/pair_geometry_math.h).
-template <typename scalar_t>
-struct PairWriter {
-  int64_t* i;
-  int64_t* j;
-  int64_t* shift;
-  scalar_t* vectors;  // null when the geometry is not requested
-  scalar_t* distances;
-  const scalar_t* pos;
-  const scalar_t* cell;
+// Pairs found by one chunk of atoms, in search order: j and the shift of each pair, in fixed-size
+// blocks, so storing them never moves what is already stored (a growing vector re-copies, and
+// doubling can hold twice the memory: that halved the throughput at ~100k atoms once). i is implied
+// by the per-atom counts. Blocks are freed as soon as they are copied into the outputs.
+class PairBlocks {
+ public:
+  static constexpr int64_t kPairsPerBlock = int64_t{1} << 13;
+  static constexpr int kWords = 4;  // j, shift x 3
+
+  // The slot of one more pair (j, shift x 3).
+  int64_t* append() {
+    const int64_t slot = size_ % kPairsPerBlock;
+    if (slot == 0) blocks_.emplace_back(new int64_t[kWords * kPairsPerBlock]);
+    ++size_;
+    return blocks_.back().get() + kWords * slot;
+  }
+  int64_t size() const { return size_; }
+  const int64_t* pair(int64_t p) const { return blocks_[p / kPairsPerBlock].get() + kWords * (p % kPairsPerBlock); }
+  void release_before(int64_t p) {
+    for (int64_t b = p / kPairsPerBlock - 1; b >= 0 && blocks_[b]; --b) blocks_[b].reset();
+  }
+  void clear() {
+    blocks_.clear();
+    size_ = 0;
+  }
+
+ private:
+  std::vector<std::unique_ptr<int64_t[]>> blocks_;
+  int64_t size_ = 0;
 };
 
-// Visits every neighbor of atom `a` and returns how many it has; with kFill it also writes them
-// from row `write` on. Count and fill run the same loop (count-then-fill), so the outputs are
-// allocated once at their exact size: no growing buffers, no copies, memory linear in the pairs.
-// Bins (and periodic images) whose box is provably farther than the cutoff from the atom are
-// skipped, using the triangular frame of the grid: the bound grows one loop level at a time, so
+// Visits every neighbor of atom `a` and returns how many it has; with kStore it also appends them
+// to `found`. One pass finds and stores the pairs (then one copy into the exact-size outputs): the
+// earlier count-then-fill searched twice, which cost ~2x on small cells, where the search is all
+// the work. Bins (and periodic images) whose box is provably farther than the cutoff from the atom
+// are skipped, using the triangular frame of the grid: the bound grows one loop level at a time, so
 // whole rows and planes of bins are skipped at once.
-template <bool kFill, typename scalar_t>
-int64_t search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq,
-                    const PairWriter<scalar_t>& out, int64_t write) {
+template <bool kStore>
+int64_t search_atom(const BatchGrid& bg, const double* cell, int64_t a, double cutoff_sq, PairBlocks* found) {
   const int64_t structure = bg.structure_of[a];
   const Grid& g = bg.grids[structure];
   const int64_t* home = &bg.atom_bin[3 * a];
   const double* ri = &bg.wrapped[3 * a];
   const double* fi = &bg.frac[3 * a];
   const int64_t* ni = &bg.wrap_shift[3 * a];
-  const int64_t first = write;
-  int64_t found = 0;
+  int64_t count = 0;
   int64_t lo[3], hi[3];
   for (int k = 0; k < 3; ++k) {
     if (g.periodic[k]) {
@@ -249,38 +266,21 @@ int64_t search_atom(const BatchGrid& bg, const double* cell, int64_t a, double c
           if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
             const int64_t b = bg.sorted_atom[q];
             if (zero_shift && b == a) continue;
-            if constexpr (kFill) {
+            ++count;
+            if constexpr (kStore) {
               const int64_t* nj = &bg.sorted_shift[3 * q];
-              out.i[write] = a;
-              out.j[write] = b;
-              int64_t* shift = out.shift + 3 * write;
-              shift[0] = s0 + ni[0] - nj[0];
-              shift[1] = s1 + ni[1] - nj[1];
-              shift[2] = s2 + ni[2] - nj[2];
-              ++write;
-            } else {
-              ++found;
+              int64_t* row = found->append();
+              row[0] = b;
+              row[1] = s0 + ni[0] - nj[0];
+              row[2] = s1 + ni[1] - nj[1];
+              row[3] = s2 + ni[2] - nj[2];
             }
           }
         }
       }
     }
   }
-  if constexpr (kFill) {
-    if (out.vectors != nullptr) {
-      // From the caller's positions and shifts, in their dtype, once the atom's rows are written
-      // (a second, cache-hot pass over them).
-      const scalar_t* cell_s = out.cell + 9 * structure;
-      for (int64_t p = first; p < write; ++p) {
-        scalar_t* v = out.vectors + 3 * p;
-        geometry::pair_vector(out.pos + 3 * a, out.pos + 3 * out.j[p], cell_s, out.shift + 3 * p, v);
-        out.distances[p] = geometry::pair_distance(v);
-      }
-    }
-    return write - first;
-  } else {
-    return found;
-  }
+  return count;
 }
 
 // Splits atoms into fixed chunks of consecutive atoms, so the output is grouped by ascending i
@@ -290,8 +290,8 @@ int64_t chunk_count(int64_t n_atoms) {
                                        : std::min<int64_t>(n_atoms, std::max<int64_t>(1, 8 * at::get_num_threads()));
 }
 
-// Memory guard before the count pass, which stores nothing per pair and is followed by the exact
-// check: it only spares the user a long count when the expected pair count of the structures is
+// Memory guard before the search pass, which stops storing pairs at the limit and is followed by the
+// exact check: it only spares the user a long search when the expected pair count of the structures is
 // far beyond the limit. The expectation assumes uniform density and can overshoot hollow or
 // clustered structures (about 2x on C60), hence the margin.
 constexpr double kExpectedPairsMargin = 4.0;
@@ -347,21 +347,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> neighbor_
   const double cutoff_sq = cutoff * cutoff;
   const int64_t n_chunks = chunk_count(n_atoms);
 
-  // Count pass: pairs of every atom, then their exclusive prefix sum (the rows of each atom).
+  // Search pass: each chunk stores its pairs, atom by atom, and counts each atom's pairs. Stored
+  // pairs cost 32 B each besides the outputs; once they pass the memory limit, the chunks stop
+  // storing and only count, so the refusal below names the exact number without the memory.
   std::vector<int64_t> offset(n_atoms + 1, 0);
-  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu_count", [&] {
-    const PairWriter<scalar_t> none{};
-    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t chunk = begin; chunk < end; ++chunk) {
-        for (int64_t a = chunk * n_atoms / n_chunks; a < (chunk + 1) * n_atoms / n_chunks; ++a) {
-          offset[a + 1] = search_atom<false, scalar_t>(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, none, 0);
+  std::vector<PairBlocks> found(n_chunks);
+  std::atomic<int64_t> stored{0};
+  std::atomic<bool> over_limit{false};
+  const int64_t store_limit = static_cast<int64_t>(std::min(limit_bytes / bytes_each, 9.0e18));
+  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      for (int64_t a = chunk * n_atoms / n_chunks; a < (chunk + 1) * n_atoms / n_chunks; ++a) {
+        const double* cell = cell_data + 9 * bg.structure_of[a];
+        if (!over_limit.load(std::memory_order_relaxed)) {
+          offset[a + 1] = search_atom<true>(bg, cell, a, cutoff_sq, &found[chunk]);
+          if (stored.fetch_add(offset[a + 1], std::memory_order_relaxed) + offset[a + 1] > store_limit) {
+            over_limit.store(true, std::memory_order_relaxed);
+          }
+        } else {
+          found[chunk].clear();
+          offset[a + 1] = search_atom<false>(bg, cell, a, cutoff_sq, nullptr);
         }
       }
-    });
+    }
   });
   for (int64_t a = 0; a < n_atoms; ++a) offset[a + 1] += offset[a];
   const int64_t n_pairs = offset[n_atoms];
   if (static_cast<double>(n_pairs) * bytes_each > limit_bytes) {
+    found.clear();
     // The expectation assumed uniform density; the exact count decides. Name the atom-heaviest structure.
     const int64_t* p = ptr.data_ptr<int64_t>();
     int64_t largest = 0;
@@ -376,19 +389,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> neighbor_
   auto shifts = at::empty({n_pairs, 3}, long_opts);
   auto vectors = at::empty({geometry ? n_pairs : 0, 3}, positions.options());
   auto distances = at::empty({geometry ? n_pairs : 0}, positions.options());
-  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu_fill", [&] {
-    const PairWriter<scalar_t> out{i.data_ptr<int64_t>(),
-                                   j.data_ptr<int64_t>(),
-                                   shifts.data_ptr<int64_t>(),
-                                   geometry ? vectors.data_ptr<scalar_t>() : nullptr,
-                                   geometry ? distances.data_ptr<scalar_t>() : nullptr,
-                                   positions.data_ptr<scalar_t>(),
-                                   cells.data_ptr<scalar_t>()};
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "fpcore_neighbor_list_cpu_copy", [&] {
+    int64_t* i_out = i.data_ptr<int64_t>();
+    int64_t* j_out = j.data_ptr<int64_t>();
+    int64_t* shift_out = shifts.data_ptr<int64_t>();
+    scalar_t* vector_out = geometry ? vectors.data_ptr<scalar_t>() : nullptr;
+    scalar_t* distance_out = geometry ? distances.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pos = positions.data_ptr<scalar_t>();
+    const scalar_t* cell = cells.data_ptr<scalar_t>();
     at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t chunk = begin; chunk < end; ++chunk) {
-        for (int64_t a = chunk * n_atoms / n_chunks; a < (chunk + 1) * n_atoms / n_chunks; ++a) {
-          search_atom<true, scalar_t>(bg, cell_data + 9 * bg.structure_of[a], a, cutoff_sq, out, offset[a]);
+        const int64_t first_atom = chunk * n_atoms / n_chunks, last_atom = (chunk + 1) * n_atoms / n_chunks;
+        const int64_t base = offset[first_atom];
+        PairBlocks& pairs = found[chunk];
+        for (int64_t a = first_atom; a < last_atom; ++a) {
+          const scalar_t* cell_s = cell + 9 * bg.structure_of[a];
+          for (int64_t row = offset[a]; row < offset[a + 1]; ++row) {
+            const int64_t* stored_pair = pairs.pair(row - base);
+            i_out[row] = a;
+            j_out[row] = stored_pair[0];
+            int64_t* shift = shift_out + 3 * row;
+            shift[0] = stored_pair[1];
+            shift[1] = stored_pair[2];
+            shift[2] = stored_pair[3];
+            if (vector_out != nullptr) {
+              // From the caller's positions and shifts, in their dtype, exactly as
+              // fpcore::pair_geometry computes them (geometry/pair_geometry_math.h).
+              scalar_t* v = vector_out + 3 * row;
+              geometry::pair_vector(pos + 3 * a, pos + 3 * stored_pair[0], cell_s, shift, v);
+              distance_out[row] = geometry::pair_distance(v);
+            }
+          }
+          pairs.release_before(offset[a + 1] - base);
         }
+        pairs.clear();
       }
     });
   });
