@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <ATen/ATen.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -165,31 +166,51 @@ void build_grids(const at::Tensor& positions, const at::Tensor& cells, const at:
 // Pairs found by one chunk of atoms, in search order: j and the shift of each pair, in fixed-size
 // blocks, so storing them never moves what is already stored (a growing vector re-copies, and
 // doubling can hold twice the memory: that halved the throughput at ~100k atoms once). i is implied
-// by the per-atom counts. Blocks are freed as soon as they are copied into the outputs.
+// by the per-atom counts. Blocks are mapped pages, unmapped as soon as they are copied into the
+// outputs: malloc would keep freed blocks in its heap, and the peak would be outputs plus all blocks.
 class PairBlocks {
  public:
-  static constexpr int64_t kPairsPerBlock = int64_t{1} << 13;
+  static constexpr int64_t kPairsPerBlock = int64_t{1} << 15;
   static constexpr int kWords = 4;  // j, shift x 3
+  static constexpr size_t kBlockBytes = sizeof(int64_t) * kWords * kPairsPerBlock;
 
-  // The slot of one more pair (j, shift x 3).
+  PairBlocks() = default;
+  PairBlocks(const PairBlocks&) = delete;
+  PairBlocks& operator=(const PairBlocks&) = delete;
+  PairBlocks(PairBlocks&& other) noexcept : blocks_(std::move(other.blocks_)), size_(other.size_) {
+    other.blocks_.clear();
+    other.size_ = 0;
+  }
+  ~PairBlocks() { clear(); }
+
+  // The slot of one more pair (j, shift x 3). Untouched pages of a block cost no memory.
   int64_t* append() {
     const int64_t slot = size_ % kPairsPerBlock;
-    if (slot == 0) blocks_.emplace_back(new int64_t[kWords * kPairsPerBlock]);
+    if (slot == 0) {
+      void* block = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      TORCH_CHECK(block != MAP_FAILED, "fpcore.neighbor_list: out of memory after ", size_, " pairs of one chunk");
+      blocks_.push_back(static_cast<int64_t*>(block));
+    }
     ++size_;
-    return blocks_.back().get() + kWords * slot;
+    return blocks_.back() + kWords * slot;
   }
-  int64_t size() const { return size_; }
-  const int64_t* pair(int64_t p) const { return blocks_[p / kPairsPerBlock].get() + kWords * (p % kPairsPerBlock); }
+  const int64_t* pair(int64_t p) const { return blocks_[p / kPairsPerBlock] + kWords * (p % kPairsPerBlock); }
+  // Unmaps the blocks that hold only pairs before p.
   void release_before(int64_t p) {
-    for (int64_t b = p / kPairsPerBlock - 1; b >= 0 && blocks_[b]; --b) blocks_[b].reset();
+    for (int64_t b = p / kPairsPerBlock - 1; b >= 0 && blocks_[b] != nullptr; --b) {
+      munmap(blocks_[b], kBlockBytes);
+      blocks_[b] = nullptr;
+    }
   }
   void clear() {
+    for (int64_t* block : blocks_)
+      if (block != nullptr) munmap(block, kBlockBytes);
     blocks_.clear();
     size_ = 0;
   }
 
  private:
-  std::vector<std::unique_ptr<int64_t[]>> blocks_;
+  std::vector<int64_t*> blocks_;
   int64_t size_ = 0;
 };
 
