@@ -11,7 +11,7 @@ one thread) is timed for REF and for this tree in alternating subprocesses (--ro
 on the same machine state; the table gives medians, ranges over rounds and the per-round speed-up range.
 
 Cases: 256-atom fcc Cu, a 128-atom skewed triclinic cell, a batch of 300 small crystals (2-20 atoms), and a
-scaling series up to 100k atoms (1M on CUDA). fpcore is timed forward and forward+backward (gradients with respect
+scaling series up to 100k atoms (1M on CUDA; EAD to 1M on the CPU, forward only). fpcore is timed forward and forward+backward (gradients with respect
 to positions and cell), single-threaded and with all cores; peers (PyXtal_FF wACSF/EAD, DScribe ACSF, TorchANI AEV)
 single-threaded on the CPU. GMPFeaturizer cannot be installed here, so GMP is compared with its published
 0.86k atoms/s (orders up to 3, 8 widths). Prints a table, writes JSON and a PNG under benchmarks/results/.
@@ -159,7 +159,8 @@ def build_fpcore(name: str, gmp_density):
     raise ValueError(name)
 
 
-def fpcore_timers(descriptor, structures, device: str, repeats: int):
+def fpcore_timers(descriptor, structures, device: str, repeats: int, forward_only: bool = False):
+    """Seconds of the forward and of forward+backward (None with forward_only) of `descriptor` on `structures`."""
     from fpcore._structures import batch_from_atoms
 
     data = batch_from_atoms(structures, dtype=torch.float64, device=device)
@@ -182,7 +183,7 @@ def fpcore_timers(descriptor, structures, device: str, repeats: int):
         torch.autograd.grad((x * weights).sum(), (positions, cells))
 
     t_forward = timeit(forward, repeats, sync=sync)
-    t_backward = timeit(forward_backward, repeats, sync=sync)
+    t_backward = None if forward_only else timeit(forward_backward, repeats, sync=sync)
     return t_forward, t_backward
 
 
@@ -623,17 +624,21 @@ def main(argv=None) -> int:
                     atoms_per_s=n_atoms / seconds,
                 )
         torch.set_num_threads(1 if args.device == "cpu" else all_threads)
-        # EAD is the cheapest descriptor per pair: on the CPU its series goes on to ~390k atoms (30M pairs) to show
-        # throughput stays flat where the pair list no longer fits any cache.
-        extra = [(46, fcc_cu(46))] if name == "ead" and args.device == "cpu" and not args.quick else []
-        for _label, atoms in scaling + extra:
+        # EAD is the cheapest descriptor per pair: on the CPU its series goes on to ~390k atoms (30M pairs) and, forward
+        # only, to 1M atoms (78M pairs; the gradients would need ~15 GB), to show throughput stays flat where the pair
+        # list no longer fits any cache.
+        extra = (
+            [(46, fcc_cu(46)), ("1M", fcc_cu(63))] if name == "ead" and args.device == "cpu" and not args.quick else []
+        )
+        for label, atoms in scaling + extra:
             if name == "gmp" and len(atoms) > GMP_SCALING_MAX_ATOMS:
                 notes.append(
                     f"gmp scaling stops at {GMP_SCALING_MAX_ATOMS} atoms: with sigmas up to 2 A the search radius "
                     "is ~17 A (~1,700 pairs per atom), so 108k atoms would hold ~190M pairs"
                 )
                 continue
-            t_f, t_fb = fpcore_timers(descriptor, [atoms], args.device, max(1, repeats // 3))
+            forward_only = label == "1M" and args.device == "cpu"
+            t_f, t_fb = fpcore_timers(descriptor, [atoms], args.device, max(1, repeats // 3), forward_only)
             record(
                 descriptor=name,
                 case=f"scaling_{len(atoms)}",
@@ -644,7 +649,7 @@ def main(argv=None) -> int:
                 forward_s=t_f,
                 forward_backward_s=t_fb,
                 atoms_per_s=len(atoms) / t_f,
-                backward_ratio=t_fb / t_f,
+                backward_ratio=None if t_fb is None else t_fb / t_f,
             )
     torch.set_num_threads(all_threads)
 
@@ -694,9 +699,10 @@ def summarize(records) -> str:
         peers = [r for r in rows if r["code"] not in ("fpcore", "fpcore public path")]
         if descriptor == "gmp" and case == "cu256":
             peers = [{"code": "GMPFeaturizer (published)", "atoms_per_s": GMPFEATURIZER_PUBLISHED_ATOMS_PER_S}]
+        ratio = "-" if one.get("backward_ratio") is None else f"{one['backward_ratio']:.2f}"
         base = (
             f"| {descriptor} | {case} | {one['atoms']} | {one['atoms_per_s']:.3g} | {many['atoms_per_s']:.3g} | "
-            f"{one['backward_ratio']:.2f} |"
+            f"{ratio} |"
         )
         if not peers:
             lines.append(base + " - | - | - |")
