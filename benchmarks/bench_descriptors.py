@@ -634,7 +634,7 @@ def main(argv=None) -> int:
             if name == "gmp" and len(atoms) > GMP_SCALING_MAX_ATOMS:
                 notes.append(
                     f"gmp scaling stops at {GMP_SCALING_MAX_ATOMS} atoms: with sigmas up to 2 A the search radius "
-                    "is ~17 A (~1,700 pairs per atom), so 108k atoms would hold ~190M pairs"
+                    "is ~20 A (~3,000 pairs per atom in fcc Cu), so 108k atoms would hold ~330M pairs"
                 )
                 continue
             forward_only = label == "1M" and args.device == "cpu"
