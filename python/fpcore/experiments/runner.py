@@ -371,7 +371,8 @@ class Experiment:
             "low_data": finite(low_runs),
         }
         extra = {
-            "title": f"Fingerprint pre-training vs. training from scratch (scale {self.config['scale']})",
+            "title": "Fingerprint pre-training vs. training from scratch"
+            + (f" (scale {self.config['scale']})" if self.config.get("scale") else ""),
             "scale": self.config["scale"],
             "seeds": self.config["seeds"],
             "pretrain": self.pretrain_records,
