@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/checks.h"
@@ -26,6 +27,8 @@ using grid::Grid;
 // large systems in benchmarks/bench_neighbors.py (more bin overhead, worse locality).
 constexpr double kBinsPerCutoff = 1.0;
 constexpr int64_t kMinAtomsForThreads = 2048;
+// Candidates of one bin tested per tile before the kept ones are stored (search_atom).
+constexpr int64_t kSearchTile = 64;
 
 // Per-structure search state: the grid plus atoms sorted by bin with their wrapped positions.
 struct BatchGrid {
@@ -187,9 +190,7 @@ class PairBlocks {
   int64_t* append() {
     const int64_t slot = size_ % kPairsPerBlock;
     if (slot == 0) {
-      void* block = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      TORCH_CHECK(block != MAP_FAILED, "fpcore.neighbor_list: out of memory after ", size_, " pairs of one chunk");
-      blocks_.push_back(static_cast<int64_t*>(block));
+      blocks_.push_back(acquire_block(size_));
     }
     ++size_;
     return blocks_.back() + kWords * slot;
@@ -198,18 +199,54 @@ class PairBlocks {
   // Unmaps the blocks that hold only pairs before p.
   void release_before(int64_t p) {
     for (int64_t b = p / kPairsPerBlock - 1; b >= 0 && blocks_[b] != nullptr; --b) {
-      munmap(blocks_[b], kBlockBytes);
+      give_back_block(blocks_[b]);
       blocks_[b] = nullptr;
     }
   }
   void clear() {
     for (int64_t* block : blocks_)
-      if (block != nullptr) munmap(block, kBlockBytes);
+      if (block != nullptr) give_back_block(block);
     blocks_.clear();
     size_ = 0;
   }
 
  private:
+  // A few blocks stay mapped between calls: on small structures mapping fresh pages (and faulting each one
+  // in) cost a third of the search. Beyond the pool, blocks are unmapped at once, so the peak of a large
+  // list grows by at most kPooledBlocks blocks.
+  static constexpr size_t kPooledBlocks = 8;
+  static std::mutex& pool_mutex() {
+    static std::mutex mutex;
+    return mutex;
+  }
+  static std::vector<int64_t*>& pool() {
+    static std::vector<int64_t*> blocks;
+    return blocks;
+  }
+  static int64_t* acquire_block(int64_t pairs_so_far) {
+    {
+      std::lock_guard<std::mutex> lock(pool_mutex());
+      if (!pool().empty()) {
+        int64_t* block = pool().back();
+        pool().pop_back();
+        return block;
+      }
+    }
+    void* block = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TORCH_CHECK(block != MAP_FAILED, "fpcore.neighbor_list: out of memory after ", pairs_so_far, " pairs of one chunk");
+    return static_cast<int64_t*>(block);
+  }
+  static void give_back_block(int64_t* block) {
+    {
+      std::lock_guard<std::mutex> lock(pool_mutex());
+      if (pool().size() < kPooledBlocks) {
+        pool().push_back(block);
+        return;
+      }
+    }
+    munmap(block, kBlockBytes);
+  }
+
   std::vector<int64_t*> blocks_;
   int64_t size_ = 0;
 };
@@ -280,11 +317,21 @@ int64_t search_atom(const BatchGrid& bg, const double* cell, int64_t a, double c
         }
         const bool zero_shift = (s0 == 0 && s1 == 0 && s2 == 0);
         const int64_t bin = g.first_bin + (c0 * g.nbins[1] + c1) * g.nbins[2] + c2;
+        // Branch-free filtering: the distance test keeps ~15-30% of the candidates at random, which a
+        // branch per candidate mispredicts constantly; the kept ones are compacted into `hits` first.
         const int64_t q_end = bg.bin_start[bin + 1];
-        for (int64_t q = bg.bin_start[bin]; q < q_end; ++q) {
-          const double* rj = &bg.sorted_wrapped[3 * q];
-          const double dx = rj[0] + t[0], dy = rj[1] + t[1], dz = rj[2] + t[2];
-          if (dx * dx + dy * dy + dz * dz < cutoff_sq) {
+        for (int64_t q0 = bg.bin_start[bin]; q0 < q_end; q0 += kSearchTile) {
+          const int64_t q1 = std::min(q_end, q0 + kSearchTile);
+          int32_t hits[kSearchTile];
+          int32_t n_hits = 0;
+          for (int64_t q = q0; q < q1; ++q) {
+            const double* rj = &bg.sorted_wrapped[3 * q];
+            const double dx = rj[0] + t[0], dy = rj[1] + t[1], dz = rj[2] + t[2];
+            hits[n_hits] = static_cast<int32_t>(q - q0);
+            n_hits += (dx * dx + dy * dy + dz * dz < cutoff_sq) ? 1 : 0;
+          }
+          for (int32_t h = 0; h < n_hits; ++h) {
+            const int64_t q = q0 + hits[h];
             const int64_t b = bg.sorted_atom[q];
             if (zero_shift && b == a) continue;
             ++count;
