@@ -73,10 +73,12 @@ struct Params {
   double rc;
 };
 
-// rho (K x M, overwritten) of the centre whose pairs are p0 .. p1-1.
+// rho (K x M, overwritten) of the centre whose pairs are p0 .. p1-1. With `gauss` (room for (p1 - p0) x K values),
+// the Gaussians exp(-eta (d - Rs)^2) of the pairs inside the cutoff are kept there for pair_gradients.
 template <typename T>
 FPCORE_HD void accumulate_density(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0,
-                                  int64_t p1, const T* eta, const T* rs, const Params& prm, T* rho) {
+                                  int64_t p1, const T* eta, const T* rs, const Params& prm, T* rho,
+                                  T* gauss = nullptr) {
   const int64_t K = prm.n_eta * prm.n_rs;
   const int64_t M = n_monomials(prm.L);
   const T rc = T(prm.rc);
@@ -94,7 +96,9 @@ FPCORE_HD void accumulate_density(const T* vectors, const int64_t* nbr_j, const 
     for (int64_t ie = 0; ie < prm.n_eta; ++ie)
       for (int64_t ir = 0; ir < prm.n_rs; ++ir) {
         const T dr = d - rs[ir];
-        const T g = weight * exp(-eta[ie] * dr * dr);
+        const T e = exp(-eta[ie] * dr * dr);
+        if (gauss != nullptr) gauss[(p - p0) * K + ie * prm.n_rs + ir] = e;
+        const T g = weight * e;
         T* row = rho + (ie * prm.n_rs + ir) * M;
         for (int64_t m = 0; m < M; ++m) row[m] += g * mono[m];
       }
@@ -144,10 +148,13 @@ FPCORE_HD void density_adjoint(const T* grad_out, const Params& prm, T* rho) {
   }
 }
 
-// grad_vectors of pairs p0 .. p1-1 from the adjoint A (K x M) of their centre.
+// grad_vectors of pairs p0 .. p1-1 from the adjoint A (K x M) of their centre; `gauss`: the Gaussians kept by
+// accumulate_density for these pairs, or nullptr to compute them again.
 template <typename T>
 FPCORE_HD void pair_gradients(const T* vectors, const int64_t* nbr_j, const int64_t* numbers, int64_t p0, int64_t p1,
-                              const T* eta, const T* rs, const Params& prm, const T* adj, T* grad_vectors) {
+                              const T* eta, const T* rs, const Params& prm, const T* adj, T* grad_vectors,
+                              const T* gauss = nullptr) {
+  const int64_t K = prm.n_eta * prm.n_rs;
   const int64_t M = n_monomials(prm.L);
   const T rc = T(prm.rc);
   T px[kMaxL + 1], py[kMaxL + 1], pz[kMaxL + 1], mono[kMaxMonomials], b[kMaxMonomials];
@@ -169,7 +176,7 @@ FPCORE_HD void pair_gradients(const T* vectors, const int64_t* nbr_j, const int6
     for (int64_t ie = 0; ie < prm.n_eta; ++ie)
       for (int64_t ir = 0; ir < prm.n_rs; ++ir) {
         const T dr = d - rs[ir];
-        const T e = exp(-eta[ie] * dr * dr);
+        const T e = gauss != nullptr ? gauss[(p - p0) * K + ie * prm.n_rs + ir] : exp(-eta[ie] * dr * dr);
         const T g = fc * e;
         const T dg = (dfc - T(2) * eta[ie] * dr * fc) * e;
         const T* row = adj + (ie * prm.n_rs + ir) * M;

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/index_checks.h"
@@ -67,11 +68,18 @@ at::Tensor ead_backward_cpu(const at::Tensor& grad_features_in, const at::Tensor
     scalar_t* gv = grad_vectors.data_ptr<scalar_t>();
     at::parallel_for(0, n_atoms, 16, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> rho(K * M);
+      // The Gaussians of a centre's pairs, computed once for rho and reused by the pair gradients (they were
+      // half of the backward's transcendental calls).
+      int64_t max_pairs = 0;
+      for (int64_t i = begin; i < end; ++i) max_pairs = std::max(max_pairs, ptr[i + 1] - ptr[i]);
+      std::vector<scalar_t> gauss(max_pairs * K);
       for (int64_t i = begin; i < end; ++i) {
         if (ptr[i + 1] == ptr[i]) continue;
-        ead::accumulate_density(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data());
+        ead::accumulate_density(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data(),
+                                gauss.data());
         ead::density_adjoint(go + i * F, prm, rho.data());
-        ead::pair_gradients(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data(), gv);
+        ead::pair_gradients(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data(), gv,
+                            static_cast<const scalar_t*>(gauss.data()));
       }
     });
   });
