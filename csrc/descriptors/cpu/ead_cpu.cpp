@@ -57,7 +57,7 @@ at::Tensor ead_backward_cpu(const at::Tensor& grad_features_in, const at::Tensor
   const at::Tensor grad_features = grad_features_in.contiguous();
   check_index_values("fpcore.ead", row_ptr, neighbors_j);
   const int64_t K = prm.n_eta * prm.n_rs, M = ead::n_monomials(prm.L), F = ead::n_features(prm);
-  at::Tensor grad_vectors = at::zeros_like(vectors);
+  at::Tensor grad_vectors = at::empty_like(vectors);  // pair_gradients writes every pair's row
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ead_backward_cpu", [&] {
     const std::vector<scalar_t> eta_t(eta.begin(), eta.end()), rs_t(rs.begin(), rs.end());
     const scalar_t* vec = vectors.data_ptr<scalar_t>();

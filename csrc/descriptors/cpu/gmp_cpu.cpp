@@ -383,6 +383,9 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
       t, vec, rp, nj, sp, begin, end, S,
       [&](int64_t i) {
         if (rp[i] == rp[i + 1]) return false;  // only the constant self term
+        // This centre's rows of grad_vectors (allocated uninitialised): zeroed here, by the thread that fills
+        // them and while they are about to be used, instead of in a separate pass over all pairs.
+        std::fill(gv + 3 * rp[i], gv + 3 * rp[i + 1], T(0));
         const T* Q = mom + i * n_moments;
         for (int64_t m = 0; m < n_moments; ++m) Gm[m] = gmom ? gmom[i * n_moments + m] : T(0);
         for (int64_t f = 0; f < F; ++f) gmp::feature_backward(t, f, Q, gf[i * F + f], square, Gm);
@@ -501,7 +504,8 @@ at::Tensor gmp_backward_cpu(const at::Tensor& grad_features_in, const c10::optio
   const at::Tensor grad_moments = has_gm ? grad_moments_in->contiguous() : at::Tensor();
   check_index_values("fpcore.gmp", row_ptr, neighbors_j, &numbers, "numbers", group_consts.size(1));
 
-  at::Tensor grad_vectors = at::zeros_like(vectors);
+  // Uninitialised: every centre with pairs zeroes its own rows before accumulating into them (backward_centres).
+  at::Tensor grad_vectors = at::empty_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "gmp_backward_cpu", [&] {
     const Tables<scalar_t> t = gmp::make_tables<scalar_t>(group_consts, group_ptr, group_features, gmax, orders,
                                                           offsets, c1, radii2, coeffs, multiplicity);
