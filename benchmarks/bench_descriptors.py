@@ -347,7 +347,9 @@ def baseline_tree(ref: str) -> pathlib.Path:
         )
     if not list((tree / "python" / "fpcore").glob("libfpcore_ops*.so")):
         print(f"building the extension of {ref} in {tree} (once) ...", flush=True)
-        env = dict(os.environ, FPCORE_CUDA="off")
+        # dev_build.sh builds against the torch of the first python3 on PATH: make it this interpreter's
+        path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env = dict(os.environ, FPCORE_CUDA="off", PATH=path)
         subprocess.run(["bash", "tools/dev_build.sh"], cwd=tree, env=env, check=True)
     return tree
 
