@@ -134,23 +134,13 @@ FPCORE_INLINE int64_t triplet_row(const Params<T>& P, bool with_jk, bool derivat
     const T half_pi_over_rc = T(-0.5) * T(3.14159265358979323846) / rc;
     // Branch-free (sqrt of the clamped r^2, then a 0/1 mask), so gcc vectorises it: with a branch per partner the
     // backward ran these polynomials one partner at a time and spent ~40% of its time here.
-    if (derivative) {
 #pragma omp simd
-      for (int64_t q = p + 1; q < m; ++q) {
-        const T r2 = r2v[q];
-        const T inside = r2 < rc2 ? T(1) : T(0);
-        const T u = std::sqrt(std::min(r2, rc2)) / rc - T(0.5);
-        fcv[q] = inside * (T(0.5) * (T(1) - sin_pi_half(u)));
-        dfcv[q] = inside * (half_pi_over_rc * cos_pi_half(u));
-      }
-    } else {
-#pragma omp simd
-      for (int64_t q = p + 1; q < m; ++q) {
-        const T r2 = r2v[q];
-        const T inside = r2 < rc2 ? T(1) : T(0);
-        const T u = std::sqrt(std::min(r2, rc2)) / rc - T(0.5);
-        fcv[q] = inside * (T(0.5) * (T(1) - sin_pi_half(u)));
-      }
+    for (int64_t q = p + 1; q < m; ++q) {
+      const T r2 = r2v[q];
+      const T inside = r2 < rc2 ? T(1) : T(0);
+      const T u = std::sqrt(std::min(r2, rc2)) / rc - T(0.5);
+      fcv[q] = inside * (T(0.5) * (T(1) - sin_pi_half(u)));
+      if (derivative) dfcv[q] = inside * (half_pi_over_rc * cos_pi_half(u));  // loop-invariant: unswitched
     }
   } else if (with_jk) {
     for (int64_t q = p + 1; q < m; ++q) cutoff_function(P.cutoff_fn, std::sqrt(r2v[q]), rc, fcv[q], dfcv[q]);
