@@ -150,6 +150,35 @@ def test_resume_skips_finished_runs(finished):
     assert "wacsf" in records["average_improvement"]
 
 
+def test_fresh_clone_takes_committed_records(tmp_path, finished):
+    """Run folders are not committed, the results files are: without the folders, a finished experiment reports from
+    its records without training, and only runs whose config changed (or that have no record) run again."""
+    import shutil
+
+    _, path, done = finished
+    out = tmp_path / "results"
+    shutil.copytree(done, out, ignore=shutil.ignore_patterns("pretrain", "finetune"))  # what a clone has
+    before = {(r["arm"], r["seed"]): r["test_mae"] for r in json.loads((done / "results.json").read_text())}
+    counter = Counting()
+    summary = Experiment(
+        load_experiment_config(path, out=out), train_fn=counter, progress=False, report_only=True
+    ).run()
+    assert counter.calls == [] and summary["runs"]["missing"] == []
+    records = json.loads((out / "results.json").read_text())
+    assert {(r["arm"], r["seed"]): r["test_mae"] for r in records} == before
+    assert {r["status"] for r in records} == {"recorded"} and summary["pretrain"]["wacsf"]["status"] == "recorded"
+    # Running (not only reporting) redoes the pre-training a fine-tuning could need, and no recorded fine-tuning.
+    Experiment(load_experiment_config(path, out=out), train_fn=counter, progress=False).run()
+    assert [c[0] for c in counter.calls] == ["pretrain"]
+    # A record made with another config is not taken: that run is done again.
+    records[0]["config_sha256"] = "0" * 64
+    (out / "results.json").write_text(json.dumps(records))
+    counter.calls.clear()
+    Experiment(load_experiment_config(path, out=out), train_fn=counter, progress=False).run()
+    victim = out / "finetune" / "emt" / records[0]["arm"] / f"seed{records[0]['seed']}"
+    assert [(c[0], c[1]) for c in counter.calls] == [("finetune", str(victim))]
+
+
 def test_improvement_and_table_maths():
     records = []
     for task, base, arm in (("a", [2.0, 4.0], [1.0, 2.0]), ("b", [10.0, 10.0], [11.0, 13.0])):

@@ -12,6 +12,11 @@ A run folder with COMPLETED is skipped when it was made with the same resolved r
 experiment_record.json); a COMPLETED run whose config differs (other epochs, descriptor settings, a redone
 pre-training) is redone, with a log line saying so. A folder with last.pt resumes when its saved config.yaml matches,
 and starts over otherwise; anything else starts over.
+Run folders (checkpoints) are not committed, the results files are: a fine-tuning without a run folder whose record
+in the results files of `out` (results.json, <low_data.out>/results.json) has the same config sha256 is taken from
+that record (status "recorded") instead of being run again, so a fresh clone finishes an unfinished experiment by
+running only what is missing. Pre-trainings are always run when a fine-tuning needs them; with --report-only their
+records are taken from summary.json the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ UNHASHED = {
 UNHASHED_AT = {("model", "preset"): None, ("model", "head_init"): "default"}
 #: a run whose best epoch lies in the last LATE_FRACTION of its epoch cap may not have converged
 LATE_FRACTION = 0.1
+#: status of a run taken from the committed results files (same config sha256) instead of its run folder
+RECORDED = "recorded"
 
 
 def config_hash(cfg: dict, upstream: str | None = None) -> str:
@@ -164,6 +171,7 @@ class Experiment:
         self.records: list[dict] = []
         self.pretrain_records: dict[str, dict] = {}
         self._datasets: dict = {}
+        self._committed_finetunes, self._committed_pretrains = _committed_records(self.out, config.get("low_data"))
         # Resolve every data path first: a missing file fails now, not hours into the run.
         self.task_sources = {t: resolve_path(config, config["tasks"][t]["source"]) for t in self.tasks}
         self.pretrain_source = (
@@ -266,6 +274,11 @@ class Experiment:
             ),
         )
         digest = config_hash(cfg)
+        if self.report_only and not run_dir.exists():
+            recorded = _recorded(self._committed_pretrains.get(arm), digest)
+            if recorded is not None:
+                self.pretrain_records[arm] = recorded
+                return recorded
         summary, wall, status = self._train("pretrain", cfg, run_dir, dataset, digest)
         record = {
             "arm": arm,
@@ -298,19 +311,24 @@ class Experiment:
                 "run": {"dir": str(run_dir), "seed": int(seed)},
             },
         )
-        init_from, upstream, spec_arm = None, None, self.config["arms"][arm]
+        init_from, upstream, spec_arm, own_pretraining = None, None, self.config["arms"][arm], False
         if isinstance(spec_arm, dict) and "from" in spec_arm:
             # A pre-training made elsewhere (a bundled model): the run depends on the checkpoint's content.
             init_from = resolve_checkpoint(spec_arm["from"])
             upstream = file_sha256(init_from)
         elif spec_arm is not None:
-            init_from = self.pretrain_dir(arm) / "best.pt"
+            init_from, own_pretraining = self.pretrain_dir(arm) / "best.pt", True
             if arm not in self.pretrain_records and self.report_only:
                 raise NotFinished(f"{run_dir} (its pre-training has not finished)")
-            if not (self.pretrain_dir(arm) / COMPLETED).is_file():
-                raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
             upstream = self.pretrain_records[arm].get("config_sha256")
         digest = config_hash(cfg, upstream)
+        if not run_dir.exists():
+            recorded = _recorded(self._committed_finetunes.get((task, arm, int(seed), float(fraction))), digest)
+            if recorded is not None:
+                return recorded
+        # (with --report-only, _train reports the run as missing)
+        if own_pretraining and not self.report_only and not (self.pretrain_dir(arm) / COMPLETED).is_file():
+            raise RuntimeError(f"arm {arm!r}: the pre-training in {self.pretrain_dir(arm)} has not completed")
         summary, wall, status = self._train("finetune", cfg, run_dir, dataset, digest, init_from=init_from)
         if "test_mae" not in summary:
             raise RuntimeError(f"{run_dir}: the run has no test MAE (empty test split?)")
@@ -434,6 +452,37 @@ class Experiment:
         if bar is not None:
             bar.close()
         return self.reports()
+
+
+def _committed_records(out: pathlib.Path, low_data) -> tuple[dict, dict]:
+    """The records in the results files of `out`: fine-tunings by (task, arm, seed, train fraction), pre-trainings by
+    arm. Unreadable or absent files give none (the runs are then done again)."""
+    paths = [out / "results.json"]
+    if low_data:
+        paths.append(pathlib.Path(os.path.normpath(out / low_data["out"])) / "results.json")
+    finetunes = {}
+    for path in paths:
+        try:
+            records = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for r in records if isinstance(records, list) else []:
+            try:
+                finetunes[(r["task"], r["arm"], int(r["seed"]), float(r["train_fraction"]))] = r
+            except (KeyError, TypeError, ValueError):
+                continue
+    try:
+        pretrains = json.loads((out / "summary.json").read_text()).get("pretrain") or {}
+    except (OSError, ValueError, AttributeError):
+        pretrains = {}
+    return finetunes, pretrains if isinstance(pretrains, dict) else {}
+
+
+def _recorded(record, digest: str):
+    """A copy of a committed record made with config sha256 `digest`, marked as recorded; None otherwise."""
+    if not isinstance(record, dict) or record.get("config_sha256") != digest:
+        return None
+    return {**record, "status": RECORDED}
 
 
 def _stored_hash(run_dir: pathlib.Path):
