@@ -79,7 +79,7 @@ at::Tensor ead_backward_cpu(const at::Tensor& grad_features_in, const at::Tensor
                                 gauss.data());
         ead::density_adjoint(go + i * F, prm, rho.data());
         ead::pair_gradients(vec, nbr, z, ptr[i], ptr[i + 1], eta_t.data(), rs_t.data(), prm, rho.data(), gv,
-                            static_cast<const scalar_t*>(gauss.data()));
+                            gauss.data());
       }
     });
   });

@@ -407,7 +407,7 @@ class Experiment:
         if low and low_runs:
             tasks = [t for t in low["tasks"] if t in self.tasks]
             arms = [a for a in low["arms"] if a in self.arms]
-            folder = pathlib.Path(os.path.normpath(self.out / low["out"]))
+            folder = low_data_folder(self.out, low)
             baseline = self.baseline if self.baseline in arms else None
             curves = write_learning_curves(
                 folder, [*main, *low_runs], arms, tasks, baseline, plot=bool(self.config["plot"])
@@ -454,12 +454,17 @@ class Experiment:
         return self.reports()
 
 
+def low_data_folder(out: pathlib.Path, low_data: dict) -> pathlib.Path:
+    """Where the learning curves of an experiment writing to `out` go (low_data.out is relative to it)."""
+    return pathlib.Path(os.path.normpath(out / low_data["out"]))
+
+
 def _committed_records(out: pathlib.Path, low_data) -> tuple[dict, dict]:
     """The records in the results files of `out`: fine-tunings by (task, arm, seed, train fraction), pre-trainings by
     arm. Unreadable or absent files give none (the runs are then done again)."""
     paths = [out / "results.json"]
     if low_data:
-        paths.append(pathlib.Path(os.path.normpath(out / low_data["out"])) / "results.json")
+        paths.append(low_data_folder(out, low_data) / "results.json")
     finetunes = {}
     for path in paths:
         try:
