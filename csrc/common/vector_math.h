@@ -10,9 +10,13 @@
 
 #if defined(__GNUC__)
 #define FPCORE_INLINE inline __attribute__((always_inline))
+// after a lambda's parameter list: a lambda called from a target_clones function is compiled for the baseline
+// ISA unless it is inlined into the clone
+#define FPCORE_INLINE_LAMBDA __attribute__((always_inline))
 #define FPCORE_UNROLL _Pragma("GCC unroll 64")
 #else
 #define FPCORE_INLINE inline
+#define FPCORE_INLINE_LAMBDA
 #define FPCORE_UNROLL
 #endif
 

@@ -22,29 +22,65 @@ namespace {
 using gmp::Tables;
 
 // ---------------------------------------------------------------------------------------------------
-// Blocked, vectorisable CPU evaluation. Per centre the entries (self term + pairs) are sorted by the
-// species of j (counting sort), and for every (species, Gaussian) the entries are filtered down the
-// descending-radius group rows with an in-place compaction, so each (entry, Gaussian, group) that the
-// inclusion rule keeps is visited once and the excluded ones cost nothing. The kept entries are then
-// processed in blocks of kBlock in structure-of-arrays form: one pass computes exp(C2 d^2) and the
-// moment polynomials P_a for the whole block, then one loop per feature accumulates the monomials
-// over fixed-width lane arrays, which gcc turns into SIMD code (exp included, see exp_nonpositive).
-// Lanes sum in a different order than the per-entry loop of gmp_math.h: the results agree to rounding.
+// Blocked, vectorisable CPU evaluation. Per centre the entries (self term + pairs) are grouped by the
+// species of j and, within a species, bucketed by distance (a counting sort into about one bucket per
+// entry, uniform in d^2), so the entries inside any inclusion radius are a prefix up to one boundary
+// bucket: a (species, Gaussian, group) row or a feature's own radius costs one bucket lookup instead of a
+// filtering pass, and only the boundary bucket's few entries are tested against the radius. The group's
+// entries are processed in blocks of kBlock in structure-of-arrays form: one pass computes exp(C2 d^2),
+// the moment polynomials P_a and the products W_ab = exp(C2 d^2) P_a(lam x) P_b(lam y) shared by all
+// orders of the group; a monomial of any order is then one multiply-add W_ab P_c per entry, summed over
+// fixed-width lane arrays, and the amplitude C1 of the (feature, species, Gaussian) multiplies the block's
+// sums once (gcc turns the loops into SIMD code, exp included, see exp_nonpositive). Lanes sum in a
+// different order than the per-entry loop of gmp_math.h: the results agree to rounding.
 // ---------------------------------------------------------------------------------------------------
 constexpr int kBlock = 64;
 
 template <typename T>
 constexpr int kLanes = 32 / static_cast<int>(sizeof(T));  // one 256-bit register
 
-// Compacted entries of one (centre, species, Gaussian), structure of arrays. idx = pair index, -1
-// for the self term and for padding.
+// Every function taking or returning Simd is inlined, so no call crosses the vector ABI that -Wpsabi warns of.
+#pragma GCC diagnostic ignored "-Wpsabi"
+// One 256-bit register of T (gcc vector extensions). The lane loops are written with it: left to itself gcc
+// vectorised the monomial sums across monomials instead of across entries, with scalar reductions through memory.
+template <typename T>
+struct SimdOf;
+template <>
+struct SimdOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <>
+struct SimdOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Simd = typename SimdOf<T>::type;
+
+template <typename T>
+FPCORE_INLINE Simd<T> load(const T* p) {
+  Simd<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+FPCORE_INLINE void store(T* p, Simd<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// Row of W_ab (a + b <= kMaxOrder) in the triangular layout a-major.
+constexpr int ab_row(int a, int b) {
+  return a * (gmp::kMaxOrder + 1) - a * (a - 1) / 2 + b;
+}
+constexpr int kProducts = ab_row(gmp::kMaxOrder, 0) + 1;  // 55
+
+// Entries of one centre, structure of arrays. idx = pair index, -1 for the self term and for padding.
 template <typename T>
 struct EntryList {
   std::vector<T> x, y, z, d2;
   std::vector<int64_t> idx;
-  int64_t n = 0;
   void reserve(int64_t cap) {
-    cap += kBlock;
+    cap += kBlock;  // a block reads whole lanes past the last entry
     if (static_cast<int64_t>(x.size()) < cap) {
       x.resize(cap);
       y.resize(cap);
@@ -53,47 +89,49 @@ struct EntryList {
       idx.resize(cap);
     }
   }
-  // Keeps the entries of src[b, e) with d2 <= r2 (src may be *this with b = 0: stable, in place).
-  void filter(const EntryList& src, int64_t b, int64_t e, T r2) {
-    // raw pointers: the loop is the hottest scalar part and must not reload the vectors' members
-    const T *sx = src.x.data(), *sy = src.y.data(), *sz = src.z.data(), *sd = src.d2.data();
-    const int64_t* si = src.idx.data();
-    T *dx = x.data(), *dy = y.data(), *dz = z.data(), *dd = d2.data();
-    int64_t* di = idx.data();
-    int64_t w = 0;
-    for (int64_t q = b; q < e; ++q) {
-      const T d = sd[q];
-      dx[w] = sx[q];
-      dy[w] = sy[q];
-      dz[w] = sz[q];
-      dd[w] = d;
-      di[w] = si[q];
-      w += d <= r2 ? 1 : 0;
-    }
-    n = w;
-    // padding up to whole lanes/blocks: excluded by every radius, zero moments
-    for (int64_t q = n; q < n + kLanes<T> && q < static_cast<int64_t>(x.size()); ++q) {
-      x[q] = y[q] = z[q] = T(0);
-      d2[q] = std::numeric_limits<T>::max();
-      idx[q] = -1;
-    }
+  FPCORE_INLINE void put(int64_t q, T vx, T vy, T vz, int64_t id) {
+    x[q] = vx;
+    y[q] = vy;
+    z[q] = vz;
+    d2[q] = vx * vx + vy * vy + vz * vz;
+    idx[q] = id;
+  }
+  FPCORE_INLINE void copy(int64_t q, const EntryList& from, int64_t r) {
+    x[q] = from.x[r];
+    y[q] = from.y[r];
+    z[q] = from.z[r];
+    d2[q] = from.d2[r];
+    idx[q] = from.idx[r];
+  }
+  // zero entries after the last one, so that lanes read past it hold finite values
+  void pad(int64_t n) {
+    for (int64_t q = n; q < n + kLanes<T> && q < static_cast<int64_t>(x.size()); ++q) put(q, T(0), T(0), T(0), -1);
   }
 };
 
-// Per-block arrays: exp(C2 d^2) and P_a(lam x), P_b(lam y), P_c(lam z), a, b, c <= kMaxOrder.
+// The entries of a species segment within a radius: every entry before `begin` is inside, every entry from
+// `end` on is outside, those in [begin, end) (one bucket) are inside where d2 <= r2.
+struct Within {
+  int64_t begin, end;
+};
+
+// Per-block arrays: exp(C2 d^2), P_a(lam x), P_b(lam y), P_c(lam z) (a, b, c <= kMaxOrder) and
+// W_ab = exp(C2 d^2) P_a P_b.
 template <typename T>
 struct BlockPolys {
   alignas(64) T ex[kBlock];
   alignas(64) T px[gmp::kMaxOrder + 1][kBlock];
   alignas(64) T py[gmp::kMaxOrder + 1][kBlock];
   alignas(64) T pz[gmp::kMaxOrder + 1][kBlock];
-  alignas(64) T e[kBlock];
+  alignas(64) T w[kProducts][kBlock];
+  const T* d2 = nullptr;  // the block's squared distances
 
   FPCORE_INLINE void compute(const EntryList<T>& L, int64_t b, int nb, T c2, T lam, T v, int nmax) {
     const T* X = L.x.data() + b;
     const T* Y = L.y.data() + b;
     const T* Z = L.z.data() + b;
     const T* D = L.d2.data() + b;
+    d2 = D;
     for (int p = 0; p < nb; ++p) ex[p] = static_cast<T>(exp_nonpositive(static_cast<double>(c2 * D[p])));
     if (nmax < 0) return;
     for (int p = 0; p < nb; ++p) {
@@ -115,85 +153,120 @@ struct BlockPolys {
         pz[k + 1][p] = pz[1][p] * pz[k][p] + kv * pz[k - 1][p];
       }
     }
+    for (int a = 0; a <= nmax; ++a) {
+      T ea[kBlock];
+      for (int p = 0; p < nb; ++p) ea[p] = ex[p] * px[a][p];
+      for (int bb = 0; bb <= nmax - a; ++bb) {
+        T* wr = w[ab_row(a, bb)];
+        for (int p = 0; p < nb; ++p) wr[p] = ea[p] * py[bb][p];
+      }
+    }
   }
 
-  // e = C1 exp(C2 d^2) where d^2 <= r2 (the feature's own radius), else 0
-  FPCORE_INLINE void weights(const EntryList<T>& L, int64_t b, int nb, T c1, T r2) {
-    using I = Bits<T>;
-    const T* D = L.d2.data() + b;
-    const I rb = std::bit_cast<I>(r2);  // r2 >= 0 and d2 >= 0: compare bit patterns
-    for (int p = 0; p < nb; ++p)
-      e[p] = std::bit_cast<T>(std::bit_cast<I>(c1 * ex[p]) & -static_cast<I>(std::bit_cast<I>(D[p]) <= rb));
+  // 1 where entry p0 + l of the block is inside (p < end and d2 <= r2), else 0
+  FPCORE_INLINE Simd<T> mask(int p0, int end, T r2) const {
+    alignas(32) T keep[kLanes<T>];
+    for (int l = 0; l < kLanes<T>; ++l) keep[l] = (p0 + l < end) & (d2[p0 + l] <= r2) ? T(1) : T(0);
+    return load(keep);
   }
 };
 
-// Q[m] += sum_p e_p P_a P_b P_c over the monomials (a, b, c) of order N (kernels' enumeration).
+// The block-relative range of a feature (see Within): entries [0, full) are inside (whole lanes), those in
+// [full, end) are tested.
+struct BlockRange {
+  int full, end;
+};
+
+FPCORE_INLINE BlockRange block_range(const Within& w, int64_t b, int nb, int lanes) {
+  const int64_t begin = std::clamp<int64_t>(w.begin - b, 0, nb), end = std::clamp<int64_t>(w.end - b, 0, nb);
+  return {static_cast<int>(begin / lanes * lanes), static_cast<int>(end)};
+}
+
+// Q[m] (a lane vector per moment: the lanes are summed once per centre, not per block) += c1 sum_p W_ab P_c over
+// the block's entries inside r2 and the monomials (a, b, c) of order N (kernels' enumeration).
 template <int N, typename T>
-FPCORE_INLINE void add_order(const BlockPolys<T>& B, int nb, T* Q) {
+FPCORE_INLINE void add_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, T* Q) {
+  using V = Simd<T>;
   constexpr int L = kLanes<T>;
   constexpr int M = (N + 1) * (N + 2) / 2;
-  T acc[M][L] = {};
-  for (int p0 = 0; p0 < nb; p0 += L) {
+  V acc[M] = {};
+  for (int p0 = 0; p0 < R.end; p0 += L) {
+    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);  // the boundary bucket's lanes are tested
     int m = 0;
     FPCORE_UNROLL
     for (int a = N; a >= 0; --a) {
-      T ea[L];
-      for (int l = 0; l < L; ++l) ea[l] = B.e[p0 + l] * B.px[a][p0 + l];
       FPCORE_UNROLL
-      for (int b = N - a; b >= 0; --b, ++m) {
-        for (int l = 0; l < L; ++l) acc[m][l] += ea[l] * B.py[b][p0 + l] * B.pz[N - a - b][p0 + l];
-      }
+      for (int b = N - a; b >= 0; --b, ++m) acc[m] += keep * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
     }
   }
-  for (int m = 0; m < M; ++m) {
-    T s = 0;
-    for (int l = 0; l < L; ++l) s += acc[m][l];
-    Q[m] += s;
-  }
+  for (int m = 0; m < M; ++m) store(Q + m * L, load(Q + m * L) + c1 * acc[m]);
 }
 
 template <typename T>
-FPCORE_INLINE void add_density(const BlockPolys<T>& B, int nb, T* Q) {
+FPCORE_INLINE void add_density(const BlockPolys<T>& B, BlockRange R, T r2, T c1, T* Q) {
+  using V = Simd<T>;
   constexpr int L = kLanes<T>;
-  T acc[L] = {};
-  for (int p0 = 0; p0 < nb; p0 += L)
-    for (int l = 0; l < L; ++l) acc[l] += B.e[p0 + l];
-  T s = 0;
-  for (int l = 0; l < L; ++l) s += acc[l];
-  Q[0] += s;
+  V acc = {};
+  for (int p0 = 0; p0 < R.end; p0 += L) {
+    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);
+    acc += keep * load(B.ex + p0);
+  }
+  store(Q, load(Q) + c1 * acc);
 }
 
-// Gradient pieces of sum_m G_m Q_m for a feature of order N: per entry, radial += e sum_m G_m T_m,
-// ang_x += e sum_m G_m a P_{a-1} P_b P_c (and y, z), T_m = P_a P_b P_c.
+// Gradient pieces of c1 sum_m G_m Q_m for a feature of order N, per entry of the block inside r2: radial +=
+// sum_m G_m e T_m, ang_x += sum_m G_m e a P_{a-1} P_b P_c (and y, z), with e T_m = W_ab P_c. The angular sums
+// run over the monomials (a', b', c') of order N - 1: ang_x += (a'+1) G_{a'+1,b',c'} W_a'b' P_c' (P_a' = a'
+// P_{a'-1}), and the same product W_a'b' P_c' serves y and z.
 template <int N, typename T>
-FPCORE_INLINE void grad_order(const BlockPolys<T>& B, int nb, const T* G, T* radial, T* ax, T* ay, T* az) {
+FPCORE_INLINE void grad_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, const T* G, T* radial, T* ax, T* ay,
+                              T* az) {
+  using V = Simd<T>;
   constexpr int L = kLanes<T>;
-  for (int p0 = 0; p0 < nb; p0 += L) {
-    T r[L] = {}, sx[L] = {}, sy[L] = {}, sz[L] = {};
-    int m = 0;
+  constexpr int M = (N + 1) * (N + 2) / 2;
+  constexpr int M1 = N > 0 ? N * (N + 1) / 2 : 1;  // monomials of order N - 1
+  // index of monomial (a, b) of order n in the enumeration a = n..0, b = n-a..0
+  constexpr auto mono = [](int n, int a, int b) { return (n - a) * (n - a + 1) / 2 + (n - a - b); };
+  T gr[M], gx[M1], gy[M1], gz[M1];
+  for (int m = 0; m < M; ++m) gr[m] = c1 * G[m];
+  if constexpr (N > 0) {
+    FPCORE_UNROLL
+    for (int a = N - 1; a >= 0; --a) {
+      FPCORE_UNROLL
+      for (int b = N - 1 - a; b >= 0; --b) {
+        const int m = mono(N - 1, a, b);
+        gx[m] = T(a + 1) * gr[mono(N, a + 1, b)];
+        gy[m] = T(b + 1) * gr[mono(N, a, b + 1)];
+        gz[m] = T(N - a - b) * gr[mono(N, a, b)];
+      }
+    }
+  }
+  for (int p0 = 0; p0 < R.end; p0 += L) {
+    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);
+    V r = {}, sx = {}, sy = {}, sz = {};
     FPCORE_UNROLL
     for (int a = N; a >= 0; --a) {
       FPCORE_UNROLL
-      for (int b = N - a; b >= 0; --b, ++m) {
-        const int c = N - a - b;
-        const T gm = G[m];
-        for (int l = 0; l < L; ++l) {
-          const int p = p0 + l;
-          const T yz = B.py[b][p] * B.pz[c][p];
-          r[l] += gm * B.px[a][p] * yz;
-          if (a > 0) sx[l] += (gm * T(a)) * B.px[a - 1][p] * yz;
-          if (b > 0) sy[l] += (gm * T(b)) * B.px[a][p] * B.py[b - 1][p] * B.pz[c][p];
-          if (c > 0) sz[l] += (gm * T(c)) * B.px[a][p] * B.py[b][p] * B.pz[c - 1][p];
+      for (int b = N - a; b >= 0; --b)
+        r += gr[mono(N, a, b)] * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
+    }
+    if constexpr (N > 0) {
+      FPCORE_UNROLL
+      for (int a = N - 1; a >= 0; --a) {
+        FPCORE_UNROLL
+        for (int b = N - 1 - a; b >= 0; --b) {
+          const int m = mono(N - 1, a, b);
+          const V t = load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - 1 - a - b] + p0);
+          sx += gx[m] * t;
+          sy += gy[m] * t;
+          sz += gz[m] * t;
         }
       }
     }
-    for (int l = 0; l < L; ++l) {
-      const T e = B.e[p0 + l];
-      radial[p0 + l] += e * r[l];
-      ax[p0 + l] += e * sx[l];
-      ay[p0 + l] += e * sy[l];
-      az[p0 + l] += e * sz[l];
-    }
+    store(radial + p0, load(radial + p0) + keep * r);
+    store(ax + p0, load(ax + p0) + keep * sx);
+    store(ay + p0, load(ay + p0) + keep * sy);
+    store(az + p0, load(az + p0) + keep * sz);
   }
 }
 
@@ -238,68 +311,93 @@ FPCORE_INLINE void dispatch_order(int n, F&& f) {
 // Per-thread scratch of the blocked kernels.
 template <typename T>
 struct CentreScratch {
-  EntryList<T> sorted, kept;
-  std::vector<int64_t> cnt;  // counting sort by species
+  EntryList<T> grouped, sorted;
+  std::vector<int64_t> cnt;     // counting sort by species
+  std::vector<int64_t> bucket;  // per species segment sg at [lo, hi): its n + 1 bucket ends at bucket[lo + sg ...]
+  std::vector<T> top, scale;    // per segment: largest d2 and the bucket scale
+  std::vector<Within> feature_within;  // per feature of the current group
   BlockPolys<T> blk;
   alignas(64) T radial[kBlock], ax[kBlock], ay[kBlock], az[kBlock];
 
-  // Fills `sorted` with the self term and the pairs of centre i, grouped by species; returns the
-  // segment boundaries through seg_species / seg_begin (segments in ascending species).
+  // Counting sort of grouped[lo, hi) into sorted[lo, hi) by bucket floor(d2 n / top) (stable, so reproducible).
+  void bucket_segment(size_t sg, int64_t lo, int64_t hi) {
+    const int64_t n = hi - lo;
+    const T* d2 = grouped.d2.data() + lo;
+    T t = T(0);
+    for (int64_t q = 0; q < n; ++q) t = std::max(t, d2[q]);
+    top[sg] = t;
+    int64_t* bk = bucket.data() + lo + sg;  // n + 1 slots
+    if (!(t > T(0))) {                      // only d2 = 0: every radius includes everything
+      for (int64_t q = 0; q < n; ++q) sorted.copy(lo + q, grouped, lo + q);
+      return;
+    }
+    // d2 * scale is monotonic in d2 and below n (the 1 - 1e-6 absorbs the rounding of n / top)
+    const T sc = static_cast<T>(n) / t * T(0.999999);
+    scale[sg] = sc;
+    std::fill(bk, bk + n + 1, int64_t(0));
+    for (int64_t q = 0; q < n; ++q) ++bk[static_cast<int64_t>(d2[q] * sc) + 1];
+    for (int64_t k = 0; k < n; ++k) bk[k + 1] += bk[k];
+    // bk[k] is the first slot of bucket k; after the scatter it is the first slot of bucket k + 1
+    for (int64_t q = 0; q < n; ++q) sorted.copy(lo + bk[static_cast<int64_t>(d2[q] * sc)]++, grouped, lo + q);
+  }
+
+  // The entries of segment sg (n entries) within squared radius r2 (r2 >= 0).
+  FPCORE_INLINE Within within(size_t sg, int64_t lo, int64_t n, T r2) const {
+    if (r2 >= top[sg]) return {n, n};
+    const int64_t k = static_cast<int64_t>(r2 * scale[sg]);  // < n, since r2 < top
+    const int64_t* bk = bucket.data() + lo + sg;
+    return {k > 0 ? bk[k - 1] : 0, bk[k]};
+  }
+
+  // Fills `sorted` with the self term and the pairs of centre i, grouped by species (ascending) and
+  // bucketed by distance within a species; returns the segment boundaries through seg_species / seg_begin.
   void gather(const T* vec, const int64_t* rp, const int64_t* nj, const int64_t* sp, int64_t i, int64_t Z,
               std::vector<int64_t>& seg_species, std::vector<int64_t>& seg_begin) {
     const int64_t b = rp[i], e = rp[i + 1], n = e - b + 1;
+    grouped.reserve(n);
     sorted.reserve(n);
-    kept.reserve(n);
     seg_species.clear();
     seg_begin.clear();
     const int64_t s_self = sp[i];
     bool single = true;
     for (int64_t p = b; p < e; ++p) single &= sp[nj[p]] == s_self;
     if (single) {
-      sorted.x[0] = sorted.y[0] = sorted.z[0] = sorted.d2[0] = T(0);
-      sorted.idx[0] = -1;
-      for (int64_t p = b; p < e; ++p) {
-        const int64_t q = p - b + 1;
-        const T x = vec[3 * p], y = vec[3 * p + 1], z = vec[3 * p + 2];
-        sorted.x[q] = x;
-        sorted.y[q] = y;
-        sorted.z[q] = z;
-        sorted.d2[q] = x * x + y * y + z * z;
-        sorted.idx[q] = p;
-      }
+      grouped.put(0, T(0), T(0), T(0), -1);
+      for (int64_t p = b; p < e; ++p) grouped.put(p - b + 1, vec[3 * p], vec[3 * p + 1], vec[3 * p + 2], p);
       seg_species.push_back(s_self);
       seg_begin.push_back(0);
       seg_begin.push_back(n);
-      return;
-    }
-    cnt.assign(Z + 1, 0);
-    ++cnt[s_self + 1];
-    for (int64_t p = b; p < e; ++p) ++cnt[sp[nj[p]] + 1];
-    for (int64_t s = 0; s < Z; ++s) {
-      if (cnt[s + 1] > 0) {
-        seg_species.push_back(s);
-        seg_begin.push_back(cnt[s]);
+    } else {
+      cnt.assign(Z + 1, 0);
+      ++cnt[s_self + 1];
+      for (int64_t p = b; p < e; ++p) ++cnt[sp[nj[p]] + 1];
+      for (int64_t s = 0; s < Z; ++s) {
+        if (cnt[s + 1] > 0) {
+          seg_species.push_back(s);
+          seg_begin.push_back(cnt[s]);
+        }
+        cnt[s + 1] += cnt[s];
       }
-      cnt[s + 1] += cnt[s];
+      seg_begin.push_back(n);
+      // cnt[s] is now the first slot of species s
+      grouped.put(cnt[s_self]++, T(0), T(0), T(0), -1);
+      for (int64_t p = b; p < e; ++p) grouped.put(cnt[sp[nj[p]]]++, vec[3 * p], vec[3 * p + 1], vec[3 * p + 2], p);
     }
-    seg_begin.push_back(n);
-    // cnt[s] is now the first slot of species s
-    auto put = [&](int64_t s, T x, T y, T z, int64_t id) {
-      const int64_t q = cnt[s]++;
-      sorted.x[q] = x;
-      sorted.y[q] = y;
-      sorted.z[q] = z;
-      sorted.d2[q] = x * x + y * y + z * z;
-      sorted.idx[q] = id;
-    };
-    put(s_self, T(0), T(0), T(0), -1);
-    for (int64_t p = b; p < e; ++p) put(sp[nj[p]], vec[3 * p], vec[3 * p + 1], vec[3 * p + 2], p);
+    const size_t n_seg = seg_species.size();
+    bucket.resize(n + n_seg);
+    top.resize(n_seg);
+    scale.resize(n_seg);
+    for (size_t sg = 0; sg < n_seg; ++sg) bucket_segment(sg, seg_begin[sg], seg_begin[sg + 1]);
+    sorted.pad(n);
   }
 };
 
-// Walks the kept (entry, Gaussian, group) triples of centres [begin, end): for every centre with
-// start(i) true, block(kept, b, nb, k, c2, lam, s, g) for every block of at most kBlock kept entries of
-// group k (with the block's exponentials and moment polynomials in S.blk), then finish(i).
+// Walks the (species, Gaussian, group) rows of centres [begin, end): for every centre with start(i) true,
+// block(b, slot, nb, n_in, k, c2, lam, s, g) for every block [b, b + nb) of the first n_in entries of the
+// species segment (those that can be inside the group's radius; b counts from the segment's first entry,
+// slot = b + that entry's slot in S.sorted; nb is rounded up to whole lanes), with the block's polynomials in
+// S.blk and the entries within the radius of feature q of group k in S.feature_within[q - group_ptr[k]], then
+// finish(i).
 template <typename T, typename Start, typename Block, typename Finish>
 FPCORE_INLINE void walk_centres(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj,
                                 const int64_t* sp, int64_t begin, int64_t end, CentreScratch<T>& S, Start&& start,
@@ -307,27 +405,30 @@ FPCORE_INLINE void walk_centres(const Tables<T>& t, const T* vec, const int64_t*
   constexpr int L = kLanes<T>;
   std::vector<int64_t> seg_s, seg_b;
   const int64_t Z = t.n_species, G = t.n_gauss, K = t.n_groups;
+  int64_t max_group = 0;
+  for (int64_t k = 0; k < K; ++k) max_group = std::max(max_group, t.group_ptr[k + 1] - t.group_ptr[k]);
+  S.feature_within.resize(max_group);
   for (int64_t i = begin; i < end; ++i) {
     if (!start(i)) continue;
     S.gather(vec, rp, nj, sp, i, Z, seg_s, seg_b);
     for (size_t sg = 0; sg < seg_s.size(); ++sg) {
-      const int64_t s = seg_s[sg];
+      const int64_t s = seg_s[sg], lo = seg_b[sg], n = seg_b[sg + 1] - lo;
       for (int64_t g = 0; g < G; ++g) {
         for (int64_t r = 0; r < K; ++r) {
           const T* gc = t.group_consts + ((r * Z + s) * G + g) * gmp::kGroupConsts;
           if (!(gc[3] >= 0)) break;  // padding rows (radius^2 = -1) come last
-          if (r == 0)
-            S.kept.filter(S.sorted, seg_b[sg], seg_b[sg + 1], gc[3]);
-          else
-            S.kept.filter(S.kept, 0, S.kept.n, gc[3]);
-          const int64_t n = S.kept.n;
-          if (n == 0) break;
+          const int64_t n_in = S.within(sg, lo, n, gc[3]).end;
+          if (n_in == 0) break;  // rows by descending radius: the next ones include nothing either
           const int64_t k = static_cast<int64_t>(gc[4]);
           const int nmax = static_cast<int>(t.group_max_order[k]);
-          for (int64_t b = 0; b < n; b += kBlock) {
-            const int nb = static_cast<int>(std::min<int64_t>(kBlock, (n - b + L - 1) / L * L));
-            S.blk.compute(S.kept, b, nb, gc[0], gc[1], gc[2], nmax);
-            block(S.kept, b, nb, k, gc[0], gc[1], s, g);
+          for (int64_t q = t.group_ptr[k]; q < t.group_ptr[k + 1]; ++q) {
+            const T r2 = t.radii2[(t.group_features[q] * Z + s) * G + g];
+            S.feature_within[q - t.group_ptr[k]] = r2 >= 0 ? S.within(sg, lo, n, r2) : Within{0, 0};
+          }
+          for (int64_t b = 0; b < n_in; b += kBlock) {
+            const int nb = static_cast<int>(std::min<int64_t>(kBlock, (n_in - b + L - 1) / L * L));
+            S.blk.compute(S.sorted, lo + b, nb, gc[0], gc[1], gc[2], nmax);
+            block(b, lo + b, nb, n_in, k, gc[0], gc[1], s, g);
           }
         }
       }
@@ -340,33 +441,40 @@ template <typename T>
 FPCORE_INLINE void forward_centres_impl(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj,
                                         const int64_t* sp, T* mom, T* out, int64_t n_moments, bool square,
                                         int64_t begin, int64_t end) {
+  constexpr int L = kLanes<T>;
   CentreScratch<T> S;
+  std::vector<T> lanes(n_moments * L);  // the centre's moments, a lane vector each
   T* Q = nullptr;
   const int64_t Z = t.n_species, G = t.n_gauss, F = t.n_features;
   walk_centres(
       t, vec, rp, nj, sp, begin, end, S,
-      [&](int64_t i) {
+      [&](int64_t i) FPCORE_INLINE_LAMBDA {
         Q = mom + i * n_moments;
+        std::fill(lanes.begin(), lanes.end(), T(0));
         return true;
       },
-      [&](const EntryList<T>& kept, int64_t b, int nb, int64_t k, T, T, int64_t s, int64_t g) {
+      [&](int64_t b, int64_t, int nb, int64_t, int64_t k, T, T, int64_t s, int64_t g) FPCORE_INLINE_LAMBDA {
         for (int64_t q = t.group_ptr[k]; q < t.group_ptr[k + 1]; ++q) {
+          const BlockRange R = block_range(S.feature_within[q - t.group_ptr[k]], b, nb, L);
+          if (R.end == 0) continue;
           const int64_t f = t.group_features[q];
           const int64_t fsg = (f * Z + s) * G + g;
-          const T r2 = t.radii2[fsg];
-          if (!(r2 >= 0)) continue;
-          S.blk.weights(kept, b, nb, t.c1[fsg], r2);
-          T* Qf = Q + t.offsets[f];
-          dispatch_order<T>(static_cast<int>(t.orders[f]), [&](auto NC) {
+          T* Qf = lanes.data() + t.offsets[f] * L;
+          dispatch_order<T>(static_cast<int>(t.orders[f]), [&](auto NC) FPCORE_INLINE_LAMBDA {
             constexpr int N = decltype(NC)::value;
             if constexpr (N < 0)
-              add_density(S.blk, nb, Qf);
+              add_density(S.blk, R, t.radii2[fsg], t.c1[fsg], Qf);
             else
-              add_order<N>(S.blk, nb, Qf);
+              add_order<N>(S.blk, R, t.radii2[fsg], t.c1[fsg], Qf);
           });
         }
       },
-      [&](int64_t i) {
+      [&](int64_t i) FPCORE_INLINE_LAMBDA {
+        for (int64_t m = 0; m < n_moments; ++m) {
+          T sum = T(0);
+          for (int l = 0; l < L; ++l) sum += lanes[m * L + l];
+          Q[m] = sum;
+        }
         for (int64_t f = 0; f < F; ++f) out[i * F + f] = gmp::feature_value(t, f, Q, square);
       });
 }
@@ -375,13 +483,14 @@ template <typename T>
 FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const int64_t* rp, const int64_t* nj,
                                          const int64_t* sp, const T* mom, const T* gf, const T* gmom, T* gv,
                                          int64_t n_moments, bool square, int64_t begin, int64_t end) {
+  constexpr int L = kLanes<T>;
   CentreScratch<T> S;
   std::vector<T> Gbuf(n_moments);
   T* Gm = Gbuf.data();
   const int64_t Z = t.n_species, G = t.n_gauss, F = t.n_features;
   walk_centres(
       t, vec, rp, nj, sp, begin, end, S,
-      [&](int64_t i) {
+      [&](int64_t i) FPCORE_INLINE_LAMBDA {
         if (rp[i] == rp[i + 1]) return false;  // only the constant self term
         // This centre's rows of grad_vectors (allocated uninitialised): zeroed here, by the thread that fills
         // them and while they are about to be used, instead of in a separate pass over all pairs.
@@ -391,36 +500,41 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
         for (int64_t f = 0; f < F; ++f) gmp::feature_backward(t, f, Q, gf[i * F + f], square, Gm);
         return true;
       },
-      [&](const EntryList<T>& kept, int64_t b, int nb, int64_t k, T c2, T lam, int64_t s, int64_t g) {
-        for (int p = 0; p < nb; ++p) S.radial[p] = S.ax[p] = S.ay[p] = S.az[p] = T(0);
-        for (int64_t q = t.group_ptr[k]; q < t.group_ptr[k + 1]; ++q) {
-          const int64_t f = t.group_features[q];
-          const int64_t fsg = (f * Z + s) * G + g;
-          const T r2 = t.radii2[fsg];
-          if (!(r2 >= 0)) continue;
-          S.blk.weights(kept, b, nb, t.c1[fsg], r2);
-          const T* Gf = Gm + t.offsets[f];
-          dispatch_order<T>(static_cast<int>(t.orders[f]), [&](auto NC) {
-            constexpr int N = decltype(NC)::value;
-            if constexpr (N < 0) {
-              const T g0 = Gf[0];
-              for (int p = 0; p < nb; ++p) S.radial[p] += g0 * S.blk.e[p];
-            } else {
-              grad_order<N>(S.blk, nb, Gf, S.radial, S.ax, S.ay, S.az);
+      [&](int64_t b, int64_t slot, int nb, int64_t n_in, int64_t k, T c2, T lam, int64_t s, int64_t g)
+          FPCORE_INLINE_LAMBDA {
+            for (int p = 0; p < nb; ++p) S.radial[p] = S.ax[p] = S.ay[p] = S.az[p] = T(0);
+            for (int64_t q = t.group_ptr[k]; q < t.group_ptr[k + 1]; ++q) {
+              const BlockRange R = block_range(S.feature_within[q - t.group_ptr[k]], b, nb, L);
+              if (R.end == 0) continue;
+              const int64_t f = t.group_features[q];
+              const int64_t fsg = (f * Z + s) * G + g;
+              const T* Gf = Gm + t.offsets[f];
+              dispatch_order<T>(static_cast<int>(t.orders[f]), [&](auto NC) FPCORE_INLINE_LAMBDA {
+                constexpr int N = decltype(NC)::value;
+                if constexpr (N < 0) {
+                  const T g0 = t.c1[fsg] * Gf[0];
+                  for (int p0 = 0; p0 < R.end; p0 += L) {
+                    const Simd<T> keep = p0 < R.full ? Simd<T>{} + T(1) : S.blk.mask(p0, R.end, t.radii2[fsg]);
+                    store(S.radial + p0, load(S.radial + p0) + keep * g0 * load(S.blk.ex + p0));
+                  }
+                } else {
+                  grad_order<N>(S.blk, R, t.radii2[fsg], t.c1[fsg], Gf, S.radial, S.ax, S.ay, S.az);
+                }
+              });
             }
-          });
-        }
-        const T two_c2 = T(2) * c2;
-        for (int p = 0; p < nb; ++p) {
-          const int64_t id = kept.idx[b + p];
-          if (id < 0) continue;  // self term (constant) and padding
-          const T rad = two_c2 * S.radial[p];
-          gv[3 * id] += rad * kept.x[b + p] + lam * S.ax[p];
-          gv[3 * id + 1] += rad * kept.y[b + p] + lam * S.ay[p];
-          gv[3 * id + 2] += rad * kept.z[b + p] + lam * S.az[p];
-        }
-      },
-      [](int64_t) {});
+            const T two_c2 = T(2) * c2;
+            const int used = static_cast<int>(std::min<int64_t>(nb, n_in - b));
+            const EntryList<T>& E = S.sorted;
+            for (int p = 0; p < used; ++p) {
+              const int64_t id = E.idx[slot + p];
+              if (id < 0) continue;  // self term (constant)
+              const T rad = two_c2 * S.radial[p];
+              gv[3 * id] += rad * E.x[slot + p] + lam * S.ax[p];
+              gv[3 * id + 1] += rad * E.y[slot + p] + lam * S.ay[p];
+              gv[3 * id + 2] += rad * E.z[slot + p] + lam * S.az[p];
+            }
+          },
+      [](int64_t) FPCORE_INLINE_LAMBDA {});
 }
 
 #define FPCORE_GMP_DEFINE(T)                                                                                      \
