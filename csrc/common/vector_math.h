@@ -1,10 +1,12 @@
 // Small helpers for CPU loops that gcc must vectorise: a branch-free exp for non-positive arguments,
 // sin(pi u) / cos(pi u) polynomials for |u| <= 1/2,
-// integer bit-pattern types for branch-free selects, and the x86-64 runtime-dispatch attribute.
+// integer bit-pattern types for branch-free selects, a 256-bit vector type for lane loops, and the x86-64
+// runtime-dispatch attribute.
 #pragma once
 
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -103,6 +105,36 @@ FPCORE_INLINE T cos_pi_half(T u) {
   c = c * v + T(4.0587121264167685);
   c = c * v + T(-4.934802200544679);
   return c * v + T(1);
+}
+
+// Every function taking or returning Simd is inlined, so no call crosses the vector ABI that -Wpsabi warns of.
+#pragma GCC diagnostic ignored "-Wpsabi"
+// One 256-bit register of T (gcc vector extensions). Lane loops that gcc vectorised badly are written with it:
+// left to itself it vectorised GMP's monomial sums across monomials, with scalar reductions through memory, and kept
+// wACSF's per-triplet gradient scalar.
+template <typename T>
+struct SimdOf;
+template <>
+struct SimdOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <>
+struct SimdOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Simd = typename SimdOf<T>::type;
+
+template <typename T>
+FPCORE_INLINE Simd<T> load(const T* p) {
+  Simd<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+FPCORE_INLINE void store(T* p, Simd<T> v) {
+  std::memcpy(p, &v, sizeof v);
 }
 
 }  // namespace fpcore

@@ -39,35 +39,6 @@ constexpr int kBlock = 64;
 template <typename T>
 constexpr int kLanes = 32 / static_cast<int>(sizeof(T));  // one 256-bit register
 
-// Every function taking or returning Simd is inlined, so no call crosses the vector ABI that -Wpsabi warns of.
-#pragma GCC diagnostic ignored "-Wpsabi"
-// One 256-bit register of T (gcc vector extensions). The lane loops are written with it: left to itself gcc
-// vectorised the monomial sums across monomials instead of across entries, with scalar reductions through memory.
-template <typename T>
-struct SimdOf;
-template <>
-struct SimdOf<double> {
-  typedef double type __attribute__((vector_size(32)));
-};
-template <>
-struct SimdOf<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <typename T>
-using Simd = typename SimdOf<T>::type;
-
-template <typename T>
-FPCORE_INLINE Simd<T> load(const T* p) {
-  Simd<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <typename T>
-FPCORE_INLINE void store(T* p, Simd<T> v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
 // Row of W_ab (a + b <= kMaxOrder) in the triangular layout a-major.
 constexpr int ab_row(int a, int b) {
   return a * (gmp::kMaxOrder + 1) - a * (a - 1) / 2 + b;

@@ -49,6 +49,8 @@ struct Scratch {
   // (n_zl, lcap), and the scatter coefficients of the partner's vector
   std::vector<T> cdw, crjk, Az, dAz, s_p, s_q, s_jk;
   std::vector<T> inv_d;  // backward: 1 / d of the packed entries
+  // backward, per compacted partner: its radial factors R, dR/dd per eta (n_eta, lcap), its coordinates and 1 / d
+  std::vector<T> rq, drq, xq, yq, zq, idq;
   int64_t lcap = 0;
 
   Scratch(const Params<T>& P, int64_t max_n, bool backward) : cap(std::max<int64_t>(max_n, 1)) {
@@ -68,7 +70,10 @@ struct Scratch {
     cq.resize(static_cast<size_t>(lcap));
     E.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
     if (backward) {
-      for (auto* v : {&cdw, &crjk, &s_p, &s_q, &s_jk, &inv_d}) v->resize(static_cast<size_t>(lcap));
+      for (auto* v : {&cdw, &crjk, &s_p, &s_q, &s_jk, &inv_d, &xq, &yq, &zq, &idq})
+        v->resize(static_cast<size_t>(lcap));
+      rq.resize(static_cast<size_t>(std::max<int64_t>(n_radial, 1) * lcap));
+      drq.resize(rq.size());
       Az.resize(static_cast<size_t>(std::max<int64_t>(n_zl, 1) * lcap));
       dAz.resize(Az.size());
     }
@@ -400,13 +405,6 @@ FPCORE_INLINE void centre_forward_cpu(const Params<T>& P, int64_t n, const T* ve
   }
 }
 
-// Coefficient of the entry vector a in d(triplet)/da: s_side / |a| - s_cos cos / |a|^2 (dcos/da = b/(|a||b|) - cos
-// a/|a|^2).
-template <typename T>
-FPCORE_INLINE T s_p_term(T s_side, T s_cos, T cos_theta, T inv_d) {
-  return (s_side - s_cos * cos_theta * inv_d) * inv_d;
-}
-
 // dL/dvectors of one centre's entries given dL/dfeatures (grad_out). grad (n, 3) is overwritten.
 // Vectorised as the forward: per row p the contributing partners are compacted (triplet_row), then every
 // per-triplet quantity is a unit-stride pass over them: exp(-eta r_jk^2) (exp_nonpositive), A and dA/dcos
@@ -528,56 +526,65 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
         // symmetrically for b). The p side sums over lanes; the q side's coefficients go to Sp, Sq, Sjk for
         // the scatter below.
         constexpr int64_t L = kLanes<T>;
-        T l0[L] = {}, l1[L] = {}, l2[L] = {};
+        using V = Simd<T>;
         const T* __restrict IDv = s.inv_d.data();
         const T inv_dp = IDv[p];
+        // The partners' values gathered into unit-stride rows, so that the lane loop below is vector code (with
+        // the indirect loads in it, gcc kept it scalar).
+        T *__restrict RQ = s.rq.data(), *__restrict dRQ = s.drq.data(), *__restrict XQ = s.xq.data(),
+          *__restrict YQ = s.yq.data(), *__restrict ZQ = s.zq.data(), *__restrict IQ = s.idq.data();
+        for (int64_t t = 0; t < K; ++t) {
+          const int64_t q = cq[t];
+          XQ[t] = X[q];
+          YQ[t] = Y[q];
+          ZQ[t] = Z[q];
+          IQ[t] = IDv[q];
+        }
+        for (int64_t e = 0; e < n_eta; ++e) {
+          const T* __restrict Re = R + e * cap, * __restrict dRe = dR + e * cap;
+          T* __restrict rq = RQ + e * lcap, * __restrict drq = dRQ + e * lcap;
+          for (int64_t t = 0; t < K; ++t) {
+            rq[t] = Re[cq[t]];
+            drq[t] = dRe[cq[t]];
+          }
+        }
+        const V one = V{} + T(1);
+        V l0 = {}, l1 = {}, l2 = {};
         for (int64_t t0 = 0; t0 < K; t0 += L) {
-          T sc[L] = {}, sp[L] = {}, sq[L] = {}, sjk[L] = {};
+          V sc = {}, sp = {}, sq = {}, sjk = {};
+          const V wjk = load(cw + t0), dwjk = load(cd + t0), r = load(rjk + t0);
           for (int64_t e = 0; e < n_eta; ++e) {
-            T Bl[L] = {}, dBl[L] = {};
+            V B = {}, dB = {};
             for (int64_t zl = 0; zl < n_zl; ++zl) {
               const T w = W[zl * n_eta + e];
-              const T* __restrict Arow = Az + zl * lcap + t0;
-              const T* __restrict dArow = dAz + zl * lcap + t0;
-              for (int64_t l = 0; l < L; ++l) {
-                Bl[l] += w * Arow[l];
-                dBl[l] += w * dArow[l];
-              }
+              B += w * load(Az + zl * lcap + t0);
+              dB += w * load(dAz + zl * lcap + t0);
             }
-            const T* __restrict Re = R + e * cap;
-            const T* __restrict dRe = dR + e * cap;
-            const T* __restrict Ee = Ex + e * lcap + t0;
-            const T rp = Re[p], drp = dRe[p], two_eta = b.with_jk ? T(2) * b.eta[e] : T(0);  // G5: no r_jk term
-            for (int64_t l = 0; l < L; ++l) {
-              const int64_t t = t0 + l;
-              const T rq = Re[cq[t]], drq = dRe[cq[t]];
-              const T xf = Ee[l] * cw[t];                                // exp(-eta r_jk^2) f_c(r_jk), 1 for G5
-              const T dxf = Ee[l] * (cd[t] - two_eta * rjk[t] * cw[t]);  // its r_jk derivative, 0 for G5
-              const T brq = Bl[l] * rq;
-              sc[l] += dBl[l] * rp * rq * xf;
-              sp[l] += brq * drp * xf;
-              sq[l] += Bl[l] * rp * drq * xf;
-              sjk[l] += brq * rp * dxf;
-            }
+            const T rp = R[e * cap + p], drp = dR[e * cap + p], two_eta = b.with_jk ? T(2) * b.eta[e] : T(0);
+            const V rq = load(RQ + e * lcap + t0), drq = load(dRQ + e * lcap + t0), E = load(Ex + e * lcap + t0);
+            const V xf = E * wjk;                          // exp(-eta r_jk^2) f_c(r_jk), 1 for G5
+            const V dxf = E * (dwjk - two_eta * r * wjk);  // its r_jk derivative, 0 for G5 (G5: no r_jk term)
+            const V brq = B * rq;
+            sc += dB * rp * rq * xf;
+            sp += brq * drp * xf;
+            sq += B * rp * drq * xf;
+            sjk += brq * rp * dxf;
           }
-          for (int64_t l = 0; l < L; ++l) {
-            const int64_t t = t0 + l, q = cq[t];
-            const T xq = X[q], yq = Y[q], zq = Z[q], inv_dq = IDv[q];
-            const T cos_theta = cc[t], s_cos = sc[l];
-            const T cp_a = s_p_term(sp[l], s_cos, cos_theta, inv_dp);
-            const T cq_b = s_p_term(sq[l], s_cos, cos_theta, inv_dq);
-            const T cross = s_cos * inv_dp * inv_dq;
-            // r_jk = 0 only for padding (s_jk = 0 there) or coincident entries (no r_jk direction: 0)
-            const T r = rjk[t];
-            const T jk = sjk[l] * (r > T(0) ? T(1) : T(0)) / (r + (r > T(0) ? T(0) : T(1)));
-            const T dx = xq - xp, dy = yq - yp, dz = zq - zp;
-            l0[l] += cp_a * xp + cross * xq - jk * dx;
-            l1[l] += cp_a * yp + cross * yq - jk * dy;
-            l2[l] += cp_a * zp + cross * zq - jk * dz;
-            Sp[t] = cq_b;
-            Sq[t] = cross;
-            Sjk[t] = jk;
-          }
+          const V xq = load(XQ + t0), yq = load(YQ + t0), zq = load(ZQ + t0), inv_dq = load(IQ + t0);
+          const V cos_theta = load(cc + t0);
+          // coefficients of the entry vectors a (centre side) and b: dcos/da = b/(|a||b|) - cos a/|a|^2
+          const V cp_a = (sp - sc * cos_theta * inv_dp) * inv_dp;
+          const V cq_b = (sq - sc * cos_theta * inv_dq) * inv_dq;
+          const V cross = sc * inv_dp * inv_dq;
+          // r_jk = 0 only for padding (s_jk = 0 there) or coincident entries (no r_jk direction: 0)
+          const V positive = r > T(0) ? one : V{};
+          const V jk = sjk * positive / (r + (one - positive));
+          l0 += cp_a * xp + cross * xq - jk * (xq - xp);
+          l1 += cp_a * yp + cross * yq - jk * (yq - yp);
+          l2 += cp_a * zp + cross * zq - jk * (zq - zp);
+          store(Sp + t0, cq_b);
+          store(Sq + t0, cross);
+          store(Sjk + t0, jk);
         }
         T ga0 = T(0), ga1 = T(0), ga2 = T(0);
         for (int64_t l = 0; l < L; ++l) {
