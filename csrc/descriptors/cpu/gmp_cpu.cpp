@@ -458,14 +458,16 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
   CentreScratch<T> S;
   std::vector<T> Gbuf(n_moments);
   T* Gm = Gbuf.data();
+  // dL/d(entry vector) per slot of S.sorted: summed over the centre's rows in unit-stride vector passes, written to
+  // grad_vectors once per centre (every pair of a centre is one entry of it)
+  std::vector<T> gx, gy, gz;
   const int64_t Z = t.n_species, G = t.n_gauss, F = t.n_features;
   walk_centres(
       t, vec, rp, nj, sp, begin, end, S,
       [&](int64_t i) FPCORE_INLINE_LAMBDA {
         if (rp[i] == rp[i + 1]) return false;  // only the constant self term
-        // This centre's rows of grad_vectors (allocated uninitialised): zeroed here, by the thread that fills
-        // them and while they are about to be used, instead of in a separate pass over all pairs.
-        std::fill(gv + 3 * rp[i], gv + 3 * rp[i + 1], T(0));
+        const size_t slots = static_cast<size_t>(rp[i + 1] - rp[i] + 1 + kBlock);
+        for (auto* v : {&gx, &gy, &gz}) v->assign(slots, T(0));
         const T* Q = mom + i * n_moments;
         for (int64_t m = 0; m < n_moments; ++m) Gm[m] = gmom ? gmom[i * n_moments + m] : T(0);
         for (int64_t f = 0; f < F; ++f) gmp::feature_backward(t, f, Q, gf[i * F + f], square, Gm);
@@ -494,18 +496,29 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
               });
             }
             const T two_c2 = T(2) * c2;
-            const int used = static_cast<int>(std::min<int64_t>(nb, n_in - b));
             const EntryList<T>& E = S.sorted;
-            for (int p = 0; p < used; ++p) {
-              const int64_t id = E.idx[slot + p];
-              if (id < 0) continue;  // self term (constant)
-              const T rad = two_c2 * S.radial[p];
-              gv[3 * id] += rad * E.x[slot + p] + lam * S.ax[p];
-              gv[3 * id + 1] += rad * E.y[slot + p] + lam * S.ay[p];
-              gv[3 * id + 2] += rad * E.z[slot + p] + lam * S.az[p];
+            for (int p = 0; p < nb; p += L) {  // lanes past the group's entries have zero gradient pieces
+              const Simd<T> rad = two_c2 * load(S.radial + p);
+              store(gx.data() + slot + p,
+                    load(gx.data() + slot + p) + rad * load(E.x.data() + slot + p) + lam * load(S.ax + p));
+              store(gy.data() + slot + p,
+                    load(gy.data() + slot + p) + rad * load(E.y.data() + slot + p) + lam * load(S.ay + p));
+              store(gz.data() + slot + p,
+                    load(gz.data() + slot + p) + rad * load(E.z.data() + slot + p) + lam * load(S.az + p));
             }
           },
-      [](int64_t) FPCORE_INLINE_LAMBDA {});
+      [&](int64_t i) FPCORE_INLINE_LAMBDA {
+        // grad_vectors is allocated uninitialised: every row of the centre is written here, by its thread
+        const int64_t n = rp[i + 1] - rp[i] + 1;
+        const int64_t* idx = S.sorted.idx.data();
+        for (int64_t q = 0; q < n; ++q) {
+          const int64_t id = idx[q];
+          if (id < 0) continue;  // the self term (constant)
+          gv[3 * id] = gx[q];
+          gv[3 * id + 1] = gy[q];
+          gv[3 * id + 2] = gz[q];
+        }
+      });
 }
 
 #define FPCORE_GMP_DEFINE(T)                                                                                      \
