@@ -153,6 +153,18 @@ FPCORE_INLINE BlockRange block_range(const Within& w, int64_t b, int nb, int lan
   return {static_cast<int>(begin / lanes * lanes), static_cast<int>(end)};
 }
 
+// f(a, b, m) for the monomials (a, b, N - a - b) of order N in the kernels' enumeration (a = N..0, b = N-a..0),
+// m = 0, 1, ... their index in it; unrolled, so a, b and m are constants in f.
+template <int N, typename F>
+FPCORE_INLINE void for_each_monomial(F&& f) {
+  int m = 0;
+  FPCORE_UNROLL
+  for (int a = N; a >= 0; --a) {
+    FPCORE_UNROLL
+    for (int b = N - a; b >= 0; --b, ++m) f(a, b, m);
+  }
+}
+
 // Q[m] (a lane vector per moment: the lanes are summed once per centre, not per block) += c1 sum_p W_ab P_c over
 // the block's entries inside r2 and the monomials (a, b, c) of order N (kernels' enumeration).
 template <int N, typename T>
@@ -163,12 +175,9 @@ FPCORE_INLINE void add_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, T
   V acc[M] = {};
   for (int p0 = 0; p0 < R.end; p0 += L) {
     const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);  // the boundary bucket's lanes are tested
-    int m = 0;
-    FPCORE_UNROLL
-    for (int a = N; a >= 0; --a) {
-      FPCORE_UNROLL
-      for (int b = N - a; b >= 0; --b, ++m) acc[m] += keep * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
-    }
+    for_each_monomial<N>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
+      acc[m] += keep * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
+    });
   }
   for (int m = 0; m < M; ++m) store(Q + m * L, load(Q + m * L) + c1 * acc[m]);
 }
@@ -196,43 +205,30 @@ FPCORE_INLINE void grad_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, 
   constexpr int L = kLanes<T>;
   constexpr int M = (N + 1) * (N + 2) / 2;
   constexpr int M1 = N > 0 ? N * (N + 1) / 2 : 1;  // monomials of order N - 1
-  // index of monomial (a, b) of order n in the enumeration a = n..0, b = n-a..0
+  // index of monomial (a, b) of order n in for_each_monomial's enumeration
   constexpr auto mono = [](int n, int a, int b) { return (n - a) * (n - a + 1) / 2 + (n - a - b); };
   T gr[M], gx[M1], gy[M1], gz[M1];
   for (int m = 0; m < M; ++m) gr[m] = c1 * G[m];
   if constexpr (N > 0) {
-    FPCORE_UNROLL
-    for (int a = N - 1; a >= 0; --a) {
-      FPCORE_UNROLL
-      for (int b = N - 1 - a; b >= 0; --b) {
-        const int m = mono(N - 1, a, b);
-        gx[m] = T(a + 1) * gr[mono(N, a + 1, b)];
-        gy[m] = T(b + 1) * gr[mono(N, a, b + 1)];
-        gz[m] = T(N - a - b) * gr[mono(N, a, b)];
-      }
-    }
+    for_each_monomial<N - 1>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
+      gx[m] = T(a + 1) * gr[mono(N, a + 1, b)];
+      gy[m] = T(b + 1) * gr[mono(N, a, b + 1)];
+      gz[m] = T(N - a - b) * gr[mono(N, a, b)];
+    });
   }
   for (int p0 = 0; p0 < R.end; p0 += L) {
     const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);
     V r = {}, sx = {}, sy = {}, sz = {};
-    FPCORE_UNROLL
-    for (int a = N; a >= 0; --a) {
-      FPCORE_UNROLL
-      for (int b = N - a; b >= 0; --b)
-        r += gr[mono(N, a, b)] * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
-    }
+    for_each_monomial<N>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
+      r += gr[m] * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
+    });
     if constexpr (N > 0) {
-      FPCORE_UNROLL
-      for (int a = N - 1; a >= 0; --a) {
-        FPCORE_UNROLL
-        for (int b = N - 1 - a; b >= 0; --b) {
-          const int m = mono(N - 1, a, b);
-          const V t = load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - 1 - a - b] + p0);
-          sx += gx[m] * t;
-          sy += gy[m] * t;
-          sz += gz[m] * t;
-        }
-      }
+      for_each_monomial<N - 1>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
+        const V t = load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - 1 - a - b] + p0);
+        sx += gx[m] * t;
+        sy += gy[m] * t;
+        sz += gz[m] * t;
+      });
     }
     store(radial + p0, load(radial + p0) + keep * r);
     store(ax + p0, load(ax + p0) + keep * sx);
