@@ -117,13 +117,24 @@ struct SimdOf;
 template <>
 struct SimdOf<double> {
   typedef double type __attribute__((vector_size(32)));
+  typedef int64_t mask __attribute__((vector_size(32)));
 };
 template <>
 struct SimdOf<float> {
   typedef float type __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
 };
 template <typename T>
 using Simd = typename SimdOf<T>::type;
+template <typename T>
+using SimdMask = typename SimdOf<T>::mask;  // lanes all ones (keep) or zero
+
+// v in the lanes of m, +0 in the others: a select, so a NaN or inf in a cleared lane does not leak as it would
+// through a multiplication by 0
+template <typename T>
+FPCORE_INLINE Simd<T> only(SimdMask<T> m, Simd<T> v) {
+  return reinterpret_cast<Simd<T>>(reinterpret_cast<SimdMask<T>>(v) & m);
+}
 
 template <typename T>
 FPCORE_INLINE Simd<T> load(const T* p) {

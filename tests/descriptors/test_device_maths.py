@@ -174,3 +174,28 @@ def test_gmp_device_table_check_finds_what_the_host_check_names(case):
     for op in (torch.ops.fpcore.gmp, torch.ops.fpcore._device_maths_gmp):
         with pytest.raises(RuntimeError, match=message):
             op(vectors, row_ptr, j, numbers, *bad, *consts)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gmp_non_finite_vectors_are_outside_every_radius(dtype):
+    # The operator called directly with NaN or infinite pair vectors: like the per-entry maths (no radius includes
+    # them), the CPU kernel's distance buckets leave those entries out and the other entries' features unchanged.
+    gmp = fpcore.GMP(orders=[-1, 0, 1, 2], sigmas=[0.4, 1.0])
+    args, consts = gmp_inputs([structures()["bulk"]], gmp, dtype)
+    vectors, row_ptr = args[0].clone(), args[1]
+    bad = torch.tensor([0, 5, int(row_ptr[1]) + 3])  # two in the first centre, one in the second
+    vectors[bad[0]] = float("nan")
+    vectors[bad[1], 0] = float("inf")
+    vectors[bad[2], 2] = float("-inf")
+    args = (vectors, *args[1:])
+    expected, expected_moments = torch.ops.fpcore._device_maths_gmp(*args, *consts)
+    got, got_moments = torch.ops.fpcore.gmp(*args, *consts)
+    assert torch.isfinite(expected).all()
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol * float(expected.abs().max()))
+    weights = torch.linspace(-1, 1, expected.numel(), dtype=dtype).reshape(expected.shape)
+    want = torch.ops.fpcore._device_maths_gmp_backward(weights, None, expected_moments, *args, *consts)
+    have = torch.ops.fpcore.gmp_backward(weights, None, got_moments, *args, *consts)
+    finite = torch.ones(len(vectors), dtype=torch.bool)
+    finite[bad] = False
+    torch.testing.assert_close(have[finite], want[finite], rtol=tol * 10, atol=tol * 10 * float(want.abs().max()))

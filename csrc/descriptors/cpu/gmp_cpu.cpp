@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -134,11 +135,11 @@ struct BlockPolys {
     }
   }
 
-  // 1 where entry p0 + l of the block is inside (p < end and d2 <= r2), else 0
-  FPCORE_INLINE Simd<T> mask(int p0, int end, T r2) const {
-    alignas(32) T keep[kLanes<T>];
-    for (int l = 0; l < kLanes<T>; ++l) keep[l] = (p0 + l < end) & (d2[p0 + l] <= r2) ? T(1) : T(0);
-    return load(keep);
+  // lanes of the entries p0 + l of the block that are inside (p < end and d2 <= r2)
+  FPCORE_INLINE SimdMask<T> mask(int p0, int end, T r2) const {
+    SimdMask<T> keep;
+    for (int l = 0; l < kLanes<T>; ++l) keep[l] = (p0 + l < end) & (d2[p0 + l] <= r2) ? -1 : 0;
+    return keep;
   }
 };
 
@@ -174,9 +175,10 @@ FPCORE_INLINE void add_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, T
   constexpr int M = (N + 1) * (N + 2) / 2;
   V acc[M] = {};
   for (int p0 = 0; p0 < R.end; p0 += L) {
-    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);  // the boundary bucket's lanes are tested
+    const SimdMask<T> keep =
+        p0 < R.full ? ~SimdMask<T>{} : B.mask(p0, R.end, r2);  // the boundary bucket's lanes are tested
     for_each_monomial<N>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
-      acc[m] += keep * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
+      acc[m] += only<T>(keep, load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0));
     });
   }
   for (int m = 0; m < M; ++m) store(Q + m * L, load(Q + m * L) + c1 * acc[m]);
@@ -188,8 +190,8 @@ FPCORE_INLINE void add_density(const BlockPolys<T>& B, BlockRange R, T r2, T c1,
   constexpr int L = kLanes<T>;
   V acc = {};
   for (int p0 = 0; p0 < R.end; p0 += L) {
-    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);
-    acc += keep * load(B.ex + p0);
+    const SimdMask<T> keep = p0 < R.full ? ~SimdMask<T>{} : B.mask(p0, R.end, r2);
+    acc += only<T>(keep, load(B.ex + p0));
   }
   store(Q, load(Q) + c1 * acc);
 }
@@ -217,7 +219,7 @@ FPCORE_INLINE void grad_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, 
     });
   }
   for (int p0 = 0; p0 < R.end; p0 += L) {
-    const V keep = p0 < R.full ? V{} + T(1) : B.mask(p0, R.end, r2);
+    const SimdMask<T> keep = p0 < R.full ? ~SimdMask<T>{} : B.mask(p0, R.end, r2);
     V r = {}, sx = {}, sy = {}, sz = {};
     for_each_monomial<N>([&](int a, int b, int m) FPCORE_INLINE_LAMBDA {
       r += gr[m] * load(B.w[ab_row(a, b)] + p0) * load(B.pz[N - a - b] + p0);
@@ -230,10 +232,10 @@ FPCORE_INLINE void grad_order(const BlockPolys<T>& B, BlockRange R, T r2, T c1, 
         sz += gz[m] * t;
       });
     }
-    store(radial + p0, load(radial + p0) + keep * r);
-    store(ax + p0, load(ax + p0) + keep * sx);
-    store(ay + p0, load(ay + p0) + keep * sy);
-    store(az + p0, load(az + p0) + keep * sz);
+    store(radial + p0, load(radial + p0) + only<T>(keep, r));
+    store(ax + p0, load(ax + p0) + only<T>(keep, sx));
+    store(ay + p0, load(ay + p0) + only<T>(keep, sy));
+    store(az + p0, load(az + p0) + only<T>(keep, sz));
   }
 }
 
@@ -291,27 +293,35 @@ struct CentreScratch {
     const int64_t n = hi - lo;
     const T* d2 = grouped.d2.data() + lo;
     T t = T(0);
-    for (int64_t q = 0; q < n; ++q) t = std::max(t, d2[q]);
+    for (int64_t q = 0; q < n; ++q) t = d2[q] > t || d2[q] != d2[q] ? d2[q] : t;  // NaN propagates
     top[sg] = t;
     int64_t* bk = bucket.data() + lo + sg;  // n + 1 slots
-    if (!(t > T(0))) {                      // only d2 = 0: every radius includes everything
+    if (t == T(0)) {                        // only d2 = 0: every radius includes everything
       for (int64_t q = 0; q < n; ++q) sorted.copy(lo + q, grouped, lo + q);
       return;
     }
-    // d2 * scale is monotonic in d2 and below n (the 1 - 1e-6 absorbs the rounding of n / top)
-    const T sc = static_cast<T>(n) / t * T(0.999999);
+    // The 1 - 1e-6 absorbs the rounding of n / top. A NaN or infinite d2 (vectors the op was given directly) puts the
+    // finite entries in bucket 0, where each is tested, and the NaN ones in the last bucket, which no radius includes.
+    const T sc = std::isfinite(t) ? static_cast<T>(n) / t * T(0.999999) : T(0);
     scale[sg] = sc;
     std::fill(bk, bk + n + 1, int64_t(0));
-    for (int64_t q = 0; q < n; ++q) ++bk[static_cast<int64_t>(d2[q] * sc) + 1];
+    for (int64_t q = 0; q < n; ++q) ++bk[bucket_of(d2[q], sc, n) + 1];
     for (int64_t k = 0; k < n; ++k) bk[k + 1] += bk[k];
     // bk[k] is the first slot of bucket k; after the scatter it is the first slot of bucket k + 1
-    for (int64_t q = 0; q < n; ++q) sorted.copy(lo + bk[static_cast<int64_t>(d2[q] * sc)]++, grouped, lo + q);
+    for (int64_t q = 0; q < n; ++q) sorted.copy(lo + bk[bucket_of(d2[q], sc, n)]++, grouped, lo + q);
+  }
+
+  // Bucket of squared distance x among n: non-decreasing in x, so every entry of a lower bucket than r2's is inside
+  // r2 and every entry of a higher one outside; n - 1 for NaN.
+  static FPCORE_INLINE int64_t bucket_of(T x, T sc, int64_t n) {
+    const T b = x * sc;
+    return b < static_cast<T>(n - 1) ? static_cast<int64_t>(b) : n - 1;
   }
 
   // The entries of segment sg (n entries) within squared radius r2 (r2 >= 0).
   FPCORE_INLINE Within within(size_t sg, int64_t lo, int64_t n, T r2) const {
     if (r2 >= top[sg]) return {n, n};
-    const int64_t k = static_cast<int64_t>(r2 * scale[sg]);  // < n, since r2 < top
+    const int64_t k = bucket_of(r2, scale[sg], n);
     const int64_t* bk = bucket.data() + lo + sg;
     return {k > 0 ? bk[k - 1] : 0, bk[k]};
   }
@@ -483,8 +493,8 @@ FPCORE_INLINE void backward_centres_impl(const Tables<T>& t, const T* vec, const
                 if constexpr (N < 0) {
                   const T g0 = t.c1[fsg] * Gf[0];
                   for (int p0 = 0; p0 < R.end; p0 += L) {
-                    const Simd<T> keep = p0 < R.full ? Simd<T>{} + T(1) : S.blk.mask(p0, R.end, t.radii2[fsg]);
-                    store(S.radial + p0, load(S.radial + p0) + keep * g0 * load(S.blk.ex + p0));
+                    const SimdMask<T> keep = p0 < R.full ? ~SimdMask<T>{} : S.blk.mask(p0, R.end, t.radii2[fsg]);
+                    store(S.radial + p0, load(S.radial + p0) + only<T>(keep, g0 * load(S.blk.ex + p0)));
                   }
                 } else {
                   grad_order<N>(S.blk, R, t.radii2[fsg], t.c1[fsg], Gf, S.radial, S.ax, S.ay, S.az);
