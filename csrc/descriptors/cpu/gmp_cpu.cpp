@@ -30,10 +30,10 @@ using gmp::Tables;
 // filtering pass, and only the boundary bucket's few entries are tested against the radius. The group's
 // entries are processed in blocks of kBlock in structure-of-arrays form: one pass computes exp(C2 d^2),
 // the moment polynomials P_a and the products W_ab = exp(C2 d^2) P_a(lam x) P_b(lam y) shared by all
-// orders of the group; a monomial of any order is then one multiply-add W_ab P_c per entry, summed over
-// fixed-width lane arrays, and the amplitude C1 of the (feature, species, Gaussian) multiplies the block's
-// sums once (gcc turns the loops into SIMD code, exp included, see exp_nonpositive). Lanes sum in a
-// different order than the per-entry loop of gmp_math.h: the results agree to rounding.
+// orders of the group; a monomial of any order is then one multiply-add W_ab P_c per entry, summed in 256-bit
+// vectors (Simd), and the amplitude C1 of the (feature, species, Gaussian) multiplies the block's sums once
+// (gcc vectorises the per-block passes, exp included, see exp_nonpositive). Lanes sum in a different order
+// than the per-entry loop of gmp_math.h: the results agree to rounding.
 // ---------------------------------------------------------------------------------------------------
 constexpr int kBlock = 64;
 
