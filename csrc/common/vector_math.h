@@ -128,6 +128,8 @@ template <typename T>
 using Simd = typename SimdOf<T>::type;
 template <typename T>
 using SimdMask = typename SimdOf<T>::mask;  // lanes all ones (keep) or zero
+template <typename T>
+constexpr int kLanes = static_cast<int>(sizeof(Simd<T>) / sizeof(T));  // the kernels' lane width
 
 // v in the lanes of m, +0 in the others: a select, so a NaN or inf in a cleared lane does not leak as it would
 // through a multiplication by 0

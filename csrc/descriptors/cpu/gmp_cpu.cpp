@@ -37,9 +37,6 @@ using gmp::Tables;
 // ---------------------------------------------------------------------------------------------------
 constexpr int kBlock = 64;
 
-template <typename T>
-constexpr int kLanes = 32 / static_cast<int>(sizeof(T));  // one 256-bit register
-
 // Row of W_ab (a + b <= kMaxOrder) in the triangular layout a-major.
 constexpr int ab_row(int a, int b) {
   return a * (gmp::kMaxOrder + 1) - a * (a - 1) / 2 + b;

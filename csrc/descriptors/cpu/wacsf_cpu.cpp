@@ -26,8 +26,6 @@ using List = at::ArrayRef<double>;
 // R = Z f_c exp(-eta d^2) (and dR/dd for the backward). The triplet loop then streams through
 // these rows with unit stride, and pays only for sqrt, f_c(r_jk) and exp(-eta r_jk^2) per triplet,
 // and only where r_jk < Rc (G4) before any transcendental.
-template <typename T>
-constexpr int64_t kLanes = 32 / static_cast<int64_t>(sizeof(T));  // one 256-bit register
 
 template <typename T>
 struct Scratch {
@@ -548,7 +546,6 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
             drq[t] = dRe[cq[t]];
           }
         }
-        const V one = V{} + T(1);
         V l0 = {}, l1 = {}, l2 = {};
         for (int64_t t0 = 0; t0 < K; t0 += L) {
           V sc = {}, sp = {}, sq = {}, sjk = {};
@@ -577,8 +574,7 @@ FPCORE_INLINE void centre_backward_cpu(const Params<T>& P, int64_t n, const T* v
           const V cq_b = (sq - sc * cos_theta * inv_dq) * inv_dq;
           const V cross = sc * inv_dp * inv_dq;
           // r_jk = 0 only for padding (s_jk = 0 there) or coincident entries (no r_jk direction: 0)
-          const V positive = r > T(0) ? one : V{};
-          const V jk = sjk * positive / (r + (one - positive));
+          const V jk = only<T>(r > T(0), sjk / r);
           l0 += cp_a * xp + cross * xq - jk * (xq - xp);
           l1 += cp_a * yp + cross * yq - jk * (yq - yp);
           l2 += cp_a * zp + cross * zq - jk * (zq - zp);
